@@ -1,0 +1,169 @@
+"""Request and response bodies of the HTTP API (pydantic v2).
+
+Response models are precise on purpose: the OpenAPI schema FastAPI derives from
+them is what clients and the Schemathesis tests check every response against.
+A job spec itself is not modelled here: ``growth.spec.parse_spec`` is its one
+validator, so the body of ``POST /v1/jobs`` is a free-form object in the schema
+and errors come back in FastAPI's ``{"detail": [{"loc", "msg", "type"}]}`` shape.
+"""
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "canceled"})
+EventKind = Literal["state", "epoch", "architecture"]
+
+
+def _finite_or_none(value: Any) -> Any:
+    # A diverged run can store NaN/inf losses; JSON has no such numbers and
+    # Starlette refuses to encode them, so they are reported as null.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+FiniteFloat = Annotated[float | None, BeforeValidator(_finite_or_none)]
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# --- errors ---------------------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    """Any error but a validation error: ``{"detail": "what went wrong"}``."""
+
+    detail: str
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description='Where the error is, e.g. ["body", "model", "layers", 2].')
+    msg: str
+    type: str
+
+
+class ValidationErrorBody(BaseModel):
+    """422: the request is well-formed HTTP but names an invalid field."""
+
+    detail: list[FieldError]
+
+
+# --- jobs -----------------------------------------------------------------------------
+
+
+class JobLinks(_Response):
+    self: str
+    history: str
+    events: str
+    architecture: str
+    cancel: str
+    retry: str
+    weights: str
+
+
+class JobProgress(_Response):
+    epoch: int = Field(ge=0, description="Epochs recorded so far, over all phases.")
+    total: int = Field(ge=0, description="Epochs the job runs at most (all phases).")
+    fraction: float = Field(ge=0, le=1)
+
+
+class JobMetrics(_Response):
+    params: int | None = None
+    macs: int | None = None
+    test_accuracy: FiniteFloat = None
+    wall_seconds: FiniteFloat = None
+
+
+class JobRead(_Response):
+    id: uuid.UUID
+    method: str
+    status: JobStatus
+    spec: dict[str, Any] = Field(description="The normalised job spec, every default filled in.")
+    progress: JobProgress
+    current_widths: dict[str, int] | None = Field(description="Width of every growth unit after the last epoch.")
+    metrics: JobMetrics
+    attempts: int
+    max_attempts: int
+    cancel_requested: bool
+    error: str | None
+    worker: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    links: JobLinks
+
+
+class JobPage(_Response):
+    items: list[JobRead]
+    total: int = Field(ge=0, description="Jobs matching the filters, over all pages.")
+    limit: int
+    offset: int
+
+
+# --- history and architecture ---------------------------------------------------------
+
+
+class UnitRecord(_Response):
+    name: str
+    width: int
+    selected: int
+    ratio: FiniteFloat
+    grew: int
+
+
+class EpochRecord(_Response):
+    epoch: int
+    phase: str
+    train_loss: FiniteFloat
+    val_accuracy: FiniteFloat
+    lr: FiniteFloat
+    params: int
+    macs: int
+    seconds: FiniteFloat
+    sparsity: FiniteFloat = None
+    units: list[UnitRecord]
+
+
+class JobHistory(_Response):
+    job_id: uuid.UUID
+    status: JobStatus
+    epochs: list[EpochRecord] = Field(description="In epoch order; `units` only lists the requested layers.")
+
+
+class JobArchitecture(_Response):
+    job_id: uuid.UUID
+    status: JobStatus
+    epoch: int = Field(description="Epochs recorded when this architecture was current.")
+    final: bool = Field(description="True once the job has succeeded: this is the grown network.")
+    model: dict[str, Any] = Field(description="A model spec, valid as the `model` of a new job.")
+
+
+# --- comparison -----------------------------------------------------------------------
+
+
+class ComparisonRead(BaseModel):
+    """Table 4 (per-layer widths) and Table 5 (parameters, accuracy) for several jobs."""
+
+    model_config = ConfigDict(extra="allow")
+
+    job_ids: list[uuid.UUID]
+
+
+# --- health ---------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str] = Field(description='"ok", "skipped" or the error that made a check fail.')

@@ -1,0 +1,122 @@
+"""Server-Sent Events: the wire format both ways, and the job event stream.
+
+The stream replays rows of the ``job_events`` table in id order. The worker
+writes those rows (possibly in another process or on another host) and the API
+only reads them, so polling the table is what makes a live stream work across
+processes. Row ids are the SSE ``id:`` field, so a client that reconnects with
+``Last-Event-ID`` continues exactly where it stopped.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from app.schemas import TERMINAL_STATUSES
+
+
+def format_event(event_id: int, event: str, data: Any) -> bytes:
+    # json.dumps never emits a raw newline, so one `data:` line is always enough.
+    payload = json.dumps(data, separators=(",", ":"), allow_nan=False, default=str)
+    return f"id: {event_id}\nevent: {event}\ndata: {payload}\n\n".encode()
+
+
+def format_comment(text: str) -> bytes:
+    return f": {text}\n\n".encode()
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One ``job_events`` row, as the stream needs it."""
+
+    id: int
+    kind: str
+    payload: dict[str, Any]
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.kind == "state" and self.payload.get("status") in TERMINAL_STATUSES
+
+
+EventsAfter = Callable[[int], list[StoredEvent]]
+"""Reads the events with id > the given id, oldest first (a bounded batch)."""
+
+JobIsFinished = Callable[[], bool]
+
+
+async def job_event_stream(
+    events_after: EventsAfter,
+    job_is_finished: JobIsFinished,
+    *,
+    last_event_id: int,
+    poll_seconds: float,
+    heartbeat_seconds: float,
+) -> AsyncIterator[bytes]:
+    """Yield SSE frames for a job until its terminal state event has been sent.
+
+    The two callables do blocking database reads; they run in a worker thread so
+    that an idle stream costs no thread while it sleeps.
+    """
+    cursor = last_event_id
+    idle = 0.0
+    yield format_comment("stream open")
+    while True:
+        batch = await anyio.to_thread.run_sync(events_after, cursor)
+        for event in batch:
+            cursor = event.id
+            yield format_event(event.id, event.kind, event.payload)
+            if event.is_terminal:
+                return
+        if batch:
+            idle = 0.0
+            continue
+        # Nothing new. A finished job whose terminal event the client already has
+        # (it reconnected with that id) has nothing more to say; read the events
+        # once more after the status so a terminal event written in between is sent.
+        if await anyio.to_thread.run_sync(job_is_finished):
+            for event in await anyio.to_thread.run_sync(events_after, cursor):
+                yield format_event(event.id, event.kind, event.payload)
+            return
+        await anyio.sleep(poll_seconds)
+        idle += poll_seconds
+        if idle >= heartbeat_seconds:
+            idle = 0.0
+            yield format_comment("heartbeat")
+
+
+# --- client side ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SSEMessage:
+    event: str
+    data: str
+    id: str | None
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+def parse_sse(lines: Iterable[str]) -> Iterator[SSEMessage]:
+    """Parse a text/event-stream given line by line (the HTML living standard's rules)."""
+    event, data, last_id = "", [], None
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if not line:
+            if data:
+                yield SSEMessage(event=event or "message", data="\n".join(data), id=last_id)
+            event, data = "", []
+            continue
+        if line.startswith(":"):
+            continue  # comment: heartbeat or stream-open
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id":
+            last_id = value

@@ -1,0 +1,230 @@
+"""The run loop every method shares: ``growth.run(spec, on_event)``.
+
+Data, epochs, evaluation, per-unit statistics, events and checkpoints live
+here; what differs between DessiLBI growth and the baselines lives in
+``growth.methods``. A run is reproducible from its spec (seeded generators for
+initialisation, shuffling, augmentation and new filters) and resumes from a
+checkpoint with the same history as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from . import checkpoint as ckpt
+from .counting import count
+from .data import Splits, load_dataset
+from .events import ArchitectureChanged, CheckpointWritten, EpochEnd, Event, Finished, UnitStat
+from .methods import METHODS, Change, Method
+from .models import build_model
+from .optim.prox import group_norms
+from .spec import JobSpec, input_shape_of, parse_spec
+from .training import evaluate, resolve_device, set_lr, train_epoch
+
+EventHandler = Callable[[Event], None]
+
+
+@dataclass
+class RunContext:
+    """Everything a method may touch while the run is live."""
+
+    spec: JobSpec
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    splits: Splits
+    device: torch.device
+    input_shape: tuple[int, int, int]
+    shuffle_rng: torch.Generator
+    augment_rng: torch.Generator | None
+    init_rng: torch.Generator
+    history: list[dict[str, Any]] = field(default_factory=list)
+    changes: list[dict[str, Any]] = field(default_factory=list)
+
+    def evaluate(self, model: nn.Module | None = None, split: str = "val") -> float:
+        x, y = getattr(self.splits, split)
+        return evaluate(model if model is not None else self.model, x, y)
+
+    def unit_stats(self) -> list[UnitStat]:
+        """Width and selected filters of every unit, with one host sync for all of them.
+
+        Under DessiLBI a filter is selected when its Γ group is non-zero (eq. 23);
+        under other optimizers when its weights are not all zero (the structure a
+        group-lasso method such as RMDA leaves behind).
+        """
+        units = self.model.units()
+        counts = []
+        for unit in units:
+            selected = torch.zeros((), dtype=torch.long, device=self.device)
+            for conv, _ in unit.producers:
+                source = self.optimizer.state.get(conv.weight, {}).get("gamma", conv.weight)
+                selected = selected + (group_norms(source.detach()) != 0).sum()
+            counts.append(selected)
+        selected_counts = torch.stack(counts).tolist() if counts else []
+        stats = []
+        for unit, selected in zip(units, selected_counts):
+            per_filter = selected / max(len(unit.producers), 1)
+            stats.append(UnitStat(unit.name, unit.width, round(per_filter), per_filter / unit.width))
+        return stats
+
+
+def run(
+    spec: Mapping[str, Any] | JobSpec,
+    on_event: EventHandler | None = None,
+    *,
+    checkpoint_dir: str | Path | None = None,
+    resume_from: str | Path | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Run a job to completion and return its result JSON (see docs/architecture.md)."""
+    job = parse_spec(spec)
+    emit = on_event or (lambda event: None)
+    method: Method = METHODS[job.method](job)
+    state = ckpt.load(resume_from) if resume_from is not None else None
+    if state is not None and state["spec"] != job.to_dict():
+        from .errors import SpecError
+
+        raise SpecError("resume_from", "the checkpoint belongs to a different spec; resume with the spec it was made from")
+
+    ctx = _build(job, method, state)
+    first_epoch = 0
+    elapsed = 0.0
+    if state is None:
+        _apply(ctx, method.prepare(ctx), epoch=-1, emit=emit)
+    else:
+        first_epoch, elapsed = state["epoch"], state["elapsed"]
+        ctx.history, ctx.changes = state["history"], state["changes"]
+        method.load_state_dict(state["method"])
+
+    started = time.perf_counter() - elapsed
+    epoch = first_epoch
+    # RMDA restarts when the lr changes between epochs; a resumed run must see the lr it left off at.
+    lr_before = method.schedule(first_epoch - 1)[1] if first_epoch > 0 else None
+    while (plan := method.schedule(epoch)) is not None:
+        phase, lr = plan
+        if lr_before is not None and lr != lr_before and hasattr(ctx.optimizer, "restart"):
+            ctx.optimizer.restart()  # RMDA restarts its dual averaging at every lr milestone
+        lr_before = lr
+        set_lr(ctx.optimizer, lr)
+        epoch_started = time.perf_counter()
+        size = count(ctx.model, ctx.input_shape)
+        x, y = ctx.splits.train
+        loss = train_epoch(ctx.model, ctx.optimizer, x, y, batch_size=job.train.batch_size,
+                           shuffle=ctx.shuffle_rng, augmenter=ctx.augment_rng, epoch=epoch,
+                           should_stop=should_stop)
+        val_accuracy = ctx.evaluate()
+        stats = ctx.unit_stats()
+        changes = method.after_epoch(ctx, epoch, val_accuracy)
+        grew = {name: new - old for change in changes for name, (old, new) in change.units.items()}
+        stats = [UnitStat(s.name, s.width, s.selected, s.ratio, grew.get(s.name, 0)) for s in stats]
+        _apply(ctx, changes, epoch, emit)
+        sparsity = method.result_extras(ctx).get("group_sparsity")
+        record = EpochEnd(epoch=epoch, phase=phase, train_loss=loss, val_accuracy=val_accuracy, lr=lr,
+                          params=size.params, macs=size.macs, seconds=time.perf_counter() - epoch_started,
+                          units=stats, sparsity=sparsity)
+        ctx.history.append(_history_row(record))
+        epoch += 1
+        path = None
+        if checkpoint_dir is not None and (epoch % job.train.checkpoint_every == 0 or method.schedule(epoch) is None):
+            path = ckpt.save(checkpoint_dir, epoch - 1, _snapshot(ctx, method, epoch, time.perf_counter() - started))
+            emit(CheckpointWritten(epoch=epoch - 1, path=str(path)))
+        emit(dataclasses.replace(record, checkpoint=str(path) if path else None))
+
+    result = _result(ctx, method, epochs=epoch, wall_seconds=time.perf_counter() - started)
+    if checkpoint_dir is not None:
+        weights = Path(checkpoint_dir) / "final.pt"
+        torch.save({k: v.detach().cpu().contiguous() for k, v in ctx.model.state_dict().items()}, weights)
+        result["weights"] = str(weights)
+    emit(Finished(result=result))
+    return result
+
+
+def _build(job: JobSpec, method: Method, state: dict[str, Any] | None) -> RunContext:
+    device = resolve_device(job.train.device)
+    torch.manual_seed(job.seed)
+    splits = load_dataset(job.data, seed=job.seed).to(device)
+    model_spec = state["model_spec"] if state is not None else job.model
+    model = build_model(model_spec).to(device)
+    groups = model.param_groups()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        groups = ckpt.regroup(groups, state["param_names"], model)
+    optimizer = method.make_optimizer(groups)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+
+    def generator(offset: int, on: torch.device) -> torch.Generator:
+        g = torch.Generator(device=on)
+        g.manual_seed(job.seed * 1_000_003 + offset)
+        return g
+
+    cpu = torch.device("cpu")
+    ctx = RunContext(spec=job, model=model, optimizer=optimizer, splits=splits, device=device,
+                     input_shape=input_shape_of(job.data), shuffle_rng=generator(1, cpu),
+                     augment_rng=generator(2, device) if job.data.get("augment") else None,
+                     init_rng=generator(3, cpu))
+    if state is not None:
+        ctx.shuffle_rng.set_state(state["rng"]["shuffle"])
+        ctx.init_rng.set_state(state["rng"]["init"])
+        if ctx.augment_rng is not None:
+            ctx.augment_rng.set_state(state["rng"]["augment"].to(ctx.augment_rng.get_state().device))
+    return ctx
+
+
+def _apply(ctx: RunContext, changes: list[Change], epoch: int, emit: EventHandler) -> None:
+    for change in changes:
+        units = {name: [old, new] for name, (old, new) in change.units.items()}
+        ctx.changes.append({"epoch": epoch, "change": change.kind, "units": units})
+        emit(ArchitectureChanged(epoch=epoch, change=change.kind, units=units, spec=ctx.model.to_spec()))
+
+
+def _history_row(record: EpochEnd) -> dict[str, Any]:
+    row = record.to_dict()
+    row.pop("kind")
+    row.pop("checkpoint")
+    return row
+
+
+def _snapshot(ctx: RunContext, method: Method, next_epoch: int, elapsed: float) -> dict[str, Any]:
+    rng: dict[str, Tensor] = {"shuffle": ctx.shuffle_rng.get_state(), "init": ctx.init_rng.get_state()}
+    if ctx.augment_rng is not None:
+        rng["augment"] = ctx.augment_rng.get_state().cpu()
+    return {
+        "spec": ctx.spec.to_dict(),
+        "model_spec": ctx.model.to_spec(),
+        "model": {k: v.detach().cpu() for k, v in ctx.model.state_dict().items()},
+        "optimizer": ctx.optimizer.state_dict(),
+        "param_names": ckpt.optimizer_param_names(ctx.optimizer, ctx.model),
+        "rng": rng,
+        "epoch": next_epoch,
+        "elapsed": elapsed,
+        "method": method.state_dict(),
+        "history": ctx.history,
+        "changes": ctx.changes,
+    }
+
+
+def _result(ctx: RunContext, method: Method, *, epochs: int, wall_seconds: float) -> dict[str, Any]:
+    size = count(ctx.model, ctx.input_shape)
+    return {
+        "method": ctx.spec.method,
+        "spec": ctx.spec.to_dict(),
+        "final": {
+            "widths": {u.name: u.width for u in ctx.model.units()},
+            "params": size.params,
+            "macs": size.macs,
+            "test_accuracy": ctx.evaluate(split="test"),
+            "val_accuracy": ctx.evaluate(split="val"),
+            "model": ctx.model.to_spec(),
+        },
+        "history": ctx.history,
+        "events": ctx.changes,
+        "epochs": epochs,
+        "wall_seconds": wall_seconds,
+        **method.result_extras(ctx),
+    }

@@ -1,0 +1,72 @@
+"""DessiLBI growth (section 5.3 of the journal paper, eq. 23).
+
+Every J epochs each unit's ratio = #filters selected by Γ / #filters is read
+off the live optimizer state; every unit with ratio ≥ τ is widened in place to
+max(n + a, ⌊f·n⌋) filters (a = ``add`` for plain nets, ``residual_add`` for
+residual ones), capped at ``max_width``. Growth stops the first time no unit
+triggers, when every unit is at the cap, or after ``train.epochs`` epochs;
+then the network is fine-tuned for ``finetune_epochs`` at lr × ``finetune_lr_factor``.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .. import surgery
+from ..optim import DessiLBI
+from .base import Change, Method, step_lr
+
+if TYPE_CHECKING:
+    from ..engine import RunContext
+
+
+def grown_width(width: int, add: int, factor: float, max_width: int) -> int:
+    return min(max_width, max(width + add, math.floor(factor * width)))
+
+
+class Grow(Method):
+    name = "grow"
+
+    def __init__(self, spec: Any) -> None:
+        super().__init__(spec)
+        self.finetune_start: int | None = None  # first fine-tune epoch, once growth has stopped
+
+    def make_optimizer(self, param_groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+        t, o = self.spec.train, self.spec.optimizer
+        return DessiLBI(param_groups, lr=t.lr, kappa=o.kappa, nu=o.nu, lam=o.lam, momentum=t.momentum,
+                        weight_decay=t.weight_decay, magnitude_scaling=o.magnitude_scaling)
+
+    def schedule(self, epoch: int) -> tuple[str, float] | None:
+        t, g = self.spec.train, self.spec.growth
+        if self.finetune_start is None and epoch >= t.epochs:
+            self.finetune_start = t.epochs  # the growth phase ran out of epochs
+        if self.finetune_start is None:
+            return "grow", step_lr(t.lr, epoch, t.lr_milestones, t.lr_gamma)
+        if epoch - self.finetune_start < g.finetune_epochs:
+            return "finetune", t.lr * g.finetune_lr_factor
+        return None
+
+    def after_epoch(self, ctx: "RunContext", epoch: int, val_accuracy: float) -> list[Change]:
+        g = self.spec.growth
+        if self.finetune_start is not None or (epoch + 1) % g.every:
+            return []
+        residual = ctx.model.to_spec()["family"] == "resnet"
+        add = g.residual_add if residual else g.add
+        change = Change("widen")
+        for stat in ctx.unit_stats():
+            if stat.ratio >= g.threshold and stat.width < g.max_width:
+                change.units[stat.name] = (stat.width, grown_width(stat.width, add, g.factor, g.max_width))
+        for name, (_, new) in change.units.items():
+            surgery.widen(ctx.model, ctx.optimizer, ctx.model.unit(name), new, generator=ctx.init_rng)
+        if not change.units:
+            self.finetune_start = epoch + 1
+            return []
+        return [change]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"finetune_start": self.finetune_start}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.finetune_start = state["finetune_start"]

@@ -1,0 +1,130 @@
+"""L1 filter pruning (Li, Kadav, Durdanovic, Samet, Graf: *Pruning Filters for Efficient ConvNets*, ICLR 2017).
+
+Train the full model (or load it from a checkpoint), rank each listed unit's
+filters by the sum of absolute kernel weights, physically remove the smallest
+so that ``prune.keep[unit]`` of them stay (each layer ranked independently on
+the trained weights, their "independent" strategy), then fine-tune at a
+constant small learning rate. Optionally, before pruning, a sensitivity
+analysis prunes each unit alone at rising ratios and records validation accuracy.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .. import surgery
+from ..errors import SpecError
+from .base import Change, Method, step_lr
+
+if TYPE_CHECKING:
+    from ..engine import RunContext
+
+
+def filter_l1_norms(unit: Any) -> torch.Tensor:
+    """Σ|W| of every output filter, summed over the unit's producers (coupled channels rank together)."""
+    norms = [conv.weight.detach().abs().flatten(1).sum(dim=1) for conv, _ in unit.producers]
+    return torch.stack(norms).sum(dim=0)
+
+
+def keep_indices(unit: Any, keep: float) -> torch.Tensor:
+    """Indices (ascending) of the ⌈keep·n⌉ filters with the largest L1 norms."""
+    n_keep = max(1, math.ceil(keep * unit.width))
+    top = torch.topk(filter_l1_norms(unit), n_keep, largest=True, sorted=False).indices
+    return torch.sort(top).values
+
+
+class L1Prune(Method):
+    name = "l1_prune"
+
+    def __init__(self, spec: Any) -> None:
+        super().__init__(spec)
+        self.dense_epochs = 0 if spec.prune.from_checkpoint else spec.train.epochs
+        self.pruned = False
+        self.sensitivity: dict[str, list[list[float]]] = {}
+
+    def schedule(self, epoch: int) -> tuple[str, float] | None:
+        t, p = self.spec.train, self.spec.prune
+        if epoch < self.dense_epochs:
+            return "dense", step_lr(t.lr, epoch, t.lr_milestones, t.lr_gamma)
+        if epoch < self.dense_epochs + p.finetune_epochs:
+            return "finetune", p.finetune_lr
+        return None
+
+    def prepare(self, ctx: "RunContext") -> list[Change]:
+        for unit in self.spec.prune.keep:
+            if unit not in {u.name for u in ctx.model.units()}:
+                valid = ", ".join(u.name for u in ctx.model.units())
+                raise SpecError(f"prune.keep.{unit}", f"no such unit in this model; units are {valid}")
+        if not self.spec.prune.from_checkpoint:
+            return []
+        _load_weights(ctx.model, self.spec.prune.from_checkpoint)
+        return self._prune(ctx)
+
+    def after_epoch(self, ctx: "RunContext", epoch: int, val_accuracy: float) -> list[Change]:
+        if epoch == self.dense_epochs - 1 and not self.pruned:
+            return self._prune(ctx)
+        return []
+
+    def _prune(self, ctx: "RunContext") -> list[Change]:
+        p = self.spec.prune
+        if p.sensitivity:
+            self.sensitivity = self._sensitivity(ctx)
+        change = Change("prune")
+        for name, keep in p.keep.items():
+            unit = ctx.model.unit(name)
+            idx = keep_indices(unit, keep)
+            if idx.numel() < unit.width:
+                change.units[name] = (unit.width, idx.numel())
+                surgery.prune(ctx.model, ctx.optimizer, unit, idx)
+        for group in ctx.optimizer.param_groups:  # Li et al.'s fine-tuning hyper-parameters
+            group["momentum"] = p.finetune_momentum
+            group["weight_decay"] = p.finetune_weight_decay
+        self.pruned = True
+        return [change] if change.units else []
+
+    def _sensitivity(self, ctx: "RunContext") -> dict[str, list[list[float]]]:
+        """Validation accuracy after pruning each unit alone at each ratio (Li et al., Fig. 2)."""
+        curves: dict[str, list[list[float]]] = {}
+        for unit in ctx.model.units():
+            curve = []
+            for ratio in self.spec.prune.sensitivity_ratios:
+                trial = copy.deepcopy(ctx.model)
+                trial_unit = trial.unit(unit.name)
+                surgery.prune(trial, None, trial_unit, keep_indices(trial_unit, 1.0 - ratio))
+                curve.append([ratio, ctx.evaluate(trial, "val")])
+            curves[unit.name] = curve
+        return curves
+
+    def result_extras(self, ctx: "RunContext") -> dict[str, Any]:
+        return {"sensitivity": self.sensitivity} if self.sensitivity else {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"pruned": self.pruned, "sensitivity": self.sensitivity}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.pruned = state["pruned"]
+        self.sensitivity = state["sensitivity"]
+
+
+def _load_weights(model: torch.nn.Module, path: str) -> None:
+    """Weights from a netgrow checkpoint (.pt) or a safetensors file, for the job's own architecture."""
+    file = Path(path)
+    if not file.is_file():
+        raise SpecError("prune.from_checkpoint", f"{path!r} does not exist")
+    try:
+        if file.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(file))
+        else:
+            payload = torch.load(file, map_location="cpu", weights_only=True)
+            state = payload.get("model", payload) if isinstance(payload, dict) else payload
+        model.load_state_dict(state)
+    except (RuntimeError, ValueError, OSError, KeyError, AttributeError) as exc:
+        raise SpecError("prune.from_checkpoint",
+                        f"could not load weights for this model from {path!r}: the architecture must match "
+                        f"the job's `model` ({str(exc).splitlines()[0]})") from exc

@@ -1,0 +1,292 @@
+"""The job spec: one JSON format for the CLI, the library and the HTTP service.
+
+``parse_spec`` validates a plain dict and fills in defaults; every error names
+the offending field as a dotted path (``growth.threshold``) and says what a
+valid value looks like. ``JobSpec.to_dict()`` gives back the normalised JSON.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import SpecError
+
+METHODS = ("grow", "dense", "l1_prune", "autogrow", "rmda", "prox_sgd")
+
+
+def _bounded(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+             hi_open: bool = False, hint: str = "") -> dict[str, Any]:
+    return {"bounds": (lo, hi, lo_open, hi_open), "hint": hint}
+
+
+@dataclass
+class TrainSpec:
+    epochs: int = field(default=60, metadata=_bounded(1, hint="the number of (growing) epochs, e.g. 60"))
+    batch_size: int = field(default=64, metadata=_bounded(1, 65536))
+    lr: float = field(default=0.1, metadata=_bounded(0, 10, lo_open=True))
+    momentum: float = field(default=0.9, metadata=_bounded(0, 1, hi_open=True))
+    weight_decay: float = field(default=1e-4, metadata=_bounded(0, 1))
+    lr_milestones: list[int] = field(default_factory=list)
+    lr_gamma: float = field(default=0.1, metadata=_bounded(0, 1, lo_open=True))
+    device: str = "auto"
+    checkpoint_every: int = field(default=1, metadata=_bounded(1))
+
+    def check(self, path: str) -> None:
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise SpecError(f"{path}.device", "must be 'auto', 'cpu' or 'cuda[:N]'")
+        if sorted(self.lr_milestones) != self.lr_milestones or any(m < 1 for m in self.lr_milestones):
+            raise SpecError(f"{path}.lr_milestones", "must be increasing epoch numbers ≥ 1, e.g. [30, 60]")
+
+
+@dataclass
+class OptimizerSpec:
+    """DessiLBI hyper-parameters (method ``grow``)."""
+
+    kappa: float = field(default=1.0, metadata=_bounded(0, lo_open=True))
+    nu: float = field(default=100.0, metadata=_bounded(0, lo_open=True))
+    lam: float = field(default=1.0, metadata=_bounded(0))
+    magnitude_scaling: bool = False
+
+
+@dataclass
+class GrowthSpec:
+    every: int = field(default=10, metadata=_bounded(1, hint="J, epochs between growth checks"))
+    threshold: float = field(default=0.8, metadata=_bounded(0, 1, lo_open=True, hint="τ in (0, 1]"))
+    add: int = field(default=8, metadata=_bounded(1, hint="filters added at least, plain nets"))
+    factor: float = field(default=1.1, metadata=_bounded(1, 10))
+    residual_add: int = field(default=4, metadata=_bounded(1, hint="filters added at least, residual nets"))
+    max_width: int = field(default=512, metadata=_bounded(1))
+    finetune_epochs: int = field(default=30, metadata=_bounded(0))
+    finetune_lr_factor: float = field(default=0.1, metadata=_bounded(0, 1, lo_open=True))
+
+
+@dataclass
+class PruneSpec:
+    """L1 filter pruning (Li et al., ICLR 2017); ``keep`` maps unit name → share of filters kept."""
+
+    keep: dict[str, float] = field(default_factory=dict)
+    finetune_epochs: int = field(default=40, metadata=_bounded(0))
+    finetune_lr: float = field(default=0.001, metadata=_bounded(0, 10, lo_open=True))
+    finetune_momentum: float = field(default=0.9, metadata=_bounded(0, 1, hi_open=True))
+    finetune_weight_decay: float = field(default=1e-4, metadata=_bounded(0, 1))
+    sensitivity: bool = False
+    sensitivity_ratios: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])
+    from_checkpoint: str | None = None
+
+    def check(self, path: str) -> None:
+        for unit, share in self.keep.items():
+            if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 < share <= 1:
+                raise SpecError(f"{path}.keep.{unit}", "must be the share of filters kept, in (0, 1]")
+        for i, r in enumerate(self.sensitivity_ratios):
+            if not 0 < r < 1:
+                raise SpecError(f"{path}.sensitivity_ratios[{i}]", "must be a pruned share in (0, 1)")
+
+
+@dataclass
+class AutogrowSpec:
+    """AutoGrow (Wen et al., KDD 2020): depth growth of a residual seed."""
+
+    every: int = field(default=3, metadata=_bounded(1, hint="K, epochs between block additions"))
+    patience: int = field(default=6, metadata=_bounded(1, hint="J, epochs over which improvement is measured"))
+    min_improvement: float = field(default=0.05, metadata=_bounded(0, 100, hint="percentage points"))
+    initializer: str = "gaussian"
+    init_std: float = field(default=0.01, metadata=_bounded(0))
+    max_blocks: int = field(default=8, metadata=_bounded(1))
+    finetune_epochs: int = field(default=20, metadata=_bounded(0))
+
+    def check(self, path: str) -> None:
+        if self.initializer not in ("gaussian", "zero"):
+            raise SpecError(f"{path}.initializer", "must be 'gaussian' (AutoGrow's default) or 'zero'")
+
+
+@dataclass
+class RegularizerSpec:
+    """Group-lasso weight λ for RMDA and proximal SGD."""
+
+    lam: float = field(default=1e-4, metadata=_bounded(0))
+
+
+@dataclass
+class JobSpec:
+    method: str
+    seed: int
+    model: dict[str, Any]
+    data: dict[str, Any]
+    train: TrainSpec
+    optimizer: OptimizerSpec
+    growth: GrowthSpec
+    prune: PruneSpec
+    autogrow: AutogrowSpec
+    regularizer: RegularizerSpec
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def total_epochs(self) -> int:
+        """An upper bound on the epochs this job runs (all phases)."""
+        t = self.train.epochs
+        if self.method == "grow":
+            return t + self.growth.finetune_epochs
+        if self.method == "l1_prune":
+            return (0 if self.prune.from_checkpoint else t) + self.prune.finetune_epochs
+        if self.method == "autogrow":
+            return t + self.autogrow.finetune_epochs
+        return t
+
+
+_SECTIONS: dict[str, type] = {
+    "train": TrainSpec,
+    "optimizer": OptimizerSpec,
+    "growth": GrowthSpec,
+    "prune": PruneSpec,
+    "autogrow": AutogrowSpec,
+    "regularizer": RegularizerSpec,
+}
+_TOP_LEVEL = ("method", "seed", "model", "data", *_SECTIONS)
+
+
+def parse_spec(raw: Mapping[str, Any] | JobSpec) -> JobSpec:
+    """Validate a job spec and fill in defaults; raises ``SpecError`` naming the field."""
+    if isinstance(raw, JobSpec):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise SpecError("spec", f"must be a JSON object, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(_TOP_LEVEL))
+    if unknown:
+        raise SpecError(unknown[0], f"unknown field; valid top-level fields are {', '.join(_TOP_LEVEL)}")
+    method = raw.get("method")
+    if method not in METHODS:
+        raise SpecError("method", f"must be one of {', '.join(METHODS)}; got {method!r}")
+    seed = raw.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise SpecError("seed", "must be a non-negative integer")
+    if "model" not in raw:
+        raise SpecError("model", "is required, e.g. {\"family\": \"vgg\", \"layers\": [8, \"M\", 8]}")
+    if "data" not in raw:
+        raise SpecError("data", "is required, e.g. {\"name\": \"digits\"}")
+
+    from .data import validate_data_spec
+    from .models import validate_model_spec
+
+    data = validate_data_spec(_mapping(raw["data"], "data"))
+    model = dict(_mapping(raw["model"], "model"))
+    # The data decide input channels and classes unless the model says otherwise.
+    model.setdefault("in_channels", _data_channels(data))
+    model.setdefault("num_classes", _data_classes(data))
+    model = validate_model_spec(model)
+    sections = {name: _section(cls, raw.get(name, {}), name) for name, cls in _SECTIONS.items()}
+    spec = JobSpec(method=method, seed=seed, model=model, data=data, **sections)
+    _check_method_fits_model(spec)
+    return spec
+
+
+def _check_method_fits_model(spec: JobSpec) -> None:
+    family = spec.model.get("family")
+    if spec.method == "autogrow" and family != "resnet":
+        raise SpecError("model.family", "method 'autogrow' grows depth and needs the 'resnet' family")
+    if spec.train.lr_milestones and spec.train.lr_milestones[-1] > spec.total_epochs:
+        raise SpecError("train.lr_milestones", f"milestones must not exceed the {spec.total_epochs} epochs of the job")
+
+
+def _data_channels(data: Mapping[str, Any]) -> int:
+    name = data["name"]
+    if name == "synthetic":
+        return int(data["channels"])
+    return 3 if name.startswith("cifar") else 1
+
+
+def input_shape_of(data: Mapping[str, Any]) -> tuple[int, int, int]:
+    """(C, H, W) of the images a validated data spec yields."""
+    name = data["name"]
+    if data.get("image_size"):
+        size = int(data["image_size"])
+    elif name == "synthetic":
+        size = int(data["size"])
+    else:
+        size = {"digits": 8, "cifar10": 32, "cifar100": 32, "mnist": 28, "fashion_mnist": 28}[name]
+    return (_data_channels(data), size, size)
+
+
+def _data_classes(data: Mapping[str, Any]) -> int:
+    name = data["name"]
+    if name == "synthetic":
+        return int(data["num_classes"])
+    return 100 if name == "cifar100" else 10
+
+
+def _mapping(value: Any, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise SpecError(path, f"must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _section(cls: type, raw: Any, path: str) -> Any:
+    raw = _mapping(raw, path)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise SpecError(f"{path}.{unknown[0]}", f"unknown field; valid fields are {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in raw.items():
+        where = f"{path}.{name}"
+        values[name] = _coerce(value, hints[name], where)
+        lo, hi, lo_open, hi_open = fields[name].metadata.get("bounds", (None, None, False, False))
+        _check_bounds(values[name], lo, hi, lo_open, hi_open, where, fields[name].metadata.get("hint", ""))
+    section = cls(**values)
+    if hasattr(section, "check"):
+        section.check(path)
+    return section
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, where)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise SpecError(where, "must be true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(where, f"must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise SpecError(where, f"must be a finite number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise SpecError(where, f"must be a string, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise SpecError(where, f"must be a list, got {value!r}")
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise SpecError(where, f"must be a JSON object, got {value!r}")
+        return {str(k): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    raise TypeError(f"unsupported spec type {hint!r}")  # a bug in this module, not bad input
+
+
+def _check_bounds(value: Any, lo: float | None, hi: float | None, lo_open: bool, hi_open: bool,
+                  where: str, hint: str) -> None:
+    if value is None or isinstance(value, (bool, str, list, dict)):
+        return
+    too_low = lo is not None and (value <= lo if lo_open else value < lo)
+    too_high = hi is not None and (value >= hi if hi_open else value > hi)
+    if too_low or too_high:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        interval = f"{left}{'-∞' if lo is None else lo}, {'∞' if hi is None else hi}{right}"
+        raise SpecError(where, f"must be in {interval}, got {value!r}" + (f" ({hint})" if hint else ""))
