@@ -105,16 +105,24 @@ class GrowableNet(nn.Module, ABC):
 def kaiming_normal_(weight: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """He et al. (2015) init, fan-in mode for ReLU: N(0, 2 / fan_in), in place.
 
-    Draws on the generator's device and copies when the two differ, so a CPU
-    generator seeds a CUDA model reproducibly.
+    ``fan_in`` is everything but dim 0 (in_channels × kernel area), so a slice of new
+    output filters is initialised exactly like a whole fresh layer of that width.
     """
     fan_in = math.prod(weight.shape[1:])
-    std = math.sqrt(2.0) / math.sqrt(fan_in)
+    return normal_(weight, math.sqrt(2.0 / fan_in), generator)
+
+
+def normal_(tensor: Tensor, std: float, generator: torch.Generator | None = None) -> Tensor:
+    """Fill ``tensor`` (any view) with N(0, std²) draws from ``generator``, in place.
+
+    Draws on the generator's device and copies when the two differ, so that a CPU
+    generator seeds a CUDA model reproducibly.
+    """
     with torch.no_grad():
-        if generator is None or generator.device == weight.device:
-            return weight.normal_(0.0, std, generator=generator)
-        draw = torch.randn(weight.shape, generator=generator, device=generator.device, dtype=weight.dtype)
-        return weight.copy_(draw.mul_(std))
+        if generator is None or generator.device == tensor.device:
+            return tensor.normal_(0.0, std, generator=generator)
+        draw = torch.randn(tensor.shape, generator=generator, device=generator.device, dtype=tensor.dtype)
+        return tensor.copy_(draw.mul_(std))
 
 
 def initialize(module: nn.Module, generator: torch.Generator | None = None) -> None:

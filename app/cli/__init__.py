@@ -1,0 +1,63 @@
+"""The ``netgrow`` console script.
+
+Subcommands come from three modules, each with a ``register(subparsers)``:
+``app.cli.local`` (``grow`` and comparing result files, no service needed),
+``app.cli.server`` (``serve``, ``migrate``, ``keys``, ``check``, ``demo``) and
+``app.cli.client`` (``submit``, ``status``, ``watch``, ``history``, ``cancel``,
+``retry`` against a server). ``compare`` is shared: result files are compared
+locally, job ids by the server.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from app.cli import client, server
+
+COMPARE_FORMATS = ("markdown", "csv", "json")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="netgrow", description="Grow CNNs with DessiLBI; run and query jobs.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    try:
+        from app.cli import local
+    except ImportError as exc:  # the engine's local commands are optional for a client-only install
+        print(f"warning: local commands unavailable: {exc}", file=sys.stderr)
+    else:
+        local.register(subparsers)
+    _register_compare(subparsers)
+    server.register(subparsers)
+    client.register(subparsers)
+    return parser
+
+
+def _register_compare(subparsers: argparse._SubParsersAction) -> None:
+    compare = subparsers.add_parser(
+        "compare", help="Table 4/5 comparison of result JSON files (local) or of job ids (--server)")
+    compare.add_argument("items", nargs="+", metavar="RESULT.json|JOB_ID")
+    compare.add_argument("--format", choices=COMPARE_FORMATS, default="markdown")
+    compare.add_argument("--out", type=Path, help="write the table to this file instead of printing it")
+    client.add_connection_arguments(compare)
+    compare.set_defaults(handler=compare_command)
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    files = [item for item in args.items if item.endswith(".json") or Path(item).is_file()]
+    if files and len(files) != len(args.items):
+        print("error: give either result files or job ids, not both", file=sys.stderr)
+        return 2
+    if files:
+        from app.cli.local import compare_files
+
+        return compare_files([Path(item) for item in files], args.format, args.out)
+    return client.compare_jobs(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,62 @@
+"""Service settings, read once from ``NETGROW_*`` environment variables.
+
+The same object configures the API, the Celery workers and the embedded
+runner, so every process agrees on where the database, the broker and the
+artifacts are and on how long a job's lease lasts.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NETGROW_", extra="ignore")
+
+    artifact_dir: Path = Field(Path("./netgrow-data/artifacts"),
+                               description="checkpoints and final weights; shared by the API and every worker")
+    database_url: str = Field("", description="SQLAlchemy URL; empty means a SQLite file next to artifact_dir")
+    broker_url: str | None = Field(None, description="Redis URL for Celery; unset means embedded mode")
+    queue: str = Field("netgrow", description="the Celery queue that carries job ids")
+
+    lease_seconds: float = Field(60.0, gt=0, description="a job whose worker is silent this long is re-queued")
+    heartbeat_seconds: float = Field(0.0, ge=0, description="lease renewal interval; 0 means lease_seconds / 3")
+    reaper_seconds: float = Field(0.0, ge=0, description="expired-lease scan interval; 0 means lease_seconds / 2")
+    max_attempts: int = Field(3, ge=1, description="runs of a job before it is marked failed")
+    # Redis re-delivers an unacknowledged message after this long (celery#5935). The database claim
+    # makes a re-delivery harmless, so it only has to exceed the time a worker needs to claim a job.
+    visibility_timeout_seconds: int = Field(12 * 3600, ge=60)
+
+    max_epochs: int = Field(1000, ge=1)
+    max_width: int = Field(4096, ge=1)
+    max_params: int = Field(50_000_000, ge=1)
+    max_request_bytes: int = Field(1_000_000, ge=1)
+    api_page_size_max: int = Field(200, ge=1)
+
+    @model_validator(mode="after")
+    def _fill_derived(self) -> "Settings":
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.artifact_dir.parent / 'netgrow.db').resolve()}"
+        if not self.heartbeat_seconds:
+            self.heartbeat_seconds = self.lease_seconds / 3
+        if not self.reaper_seconds:
+            self.reaper_seconds = self.lease_seconds / 2
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise ValueError("heartbeat_seconds must be shorter than lease_seconds, or the lease lapses between beats")
+        if self.broker_url == "":
+            self.broker_url = None
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when jobs run in a thread of this process instead of on Celery workers."""
+        return self.broker_url is None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing the environment."""
+    return Settings()
