@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from growth.models.base import GrowableNet, Unit, kaiming_normal_, normal_
+from growth.models.resnet import ResNet
 
 # AutoGrow's "GauInit": the new block's last BatchNorm scale γ ~ N(0, σ²). Their code
 # exposes σ as --init-meta; a small σ starts the block close to the identity while
@@ -89,7 +90,9 @@ def widen_units(
             continue
         new_width = new_widths[name]
         if isinstance(new_width, bool) or not isinstance(new_width, int) or new_width < unit.width:
-            raise ValueError(f"unit {name!r} has {unit.width} channels; widen it to an integer ≥ {unit.width}, not {new_width!r}")
+            raise ValueError(
+                f"unit {name!r} has {unit.width} channels; widen it to an integer ≥ {unit.width}, not {new_width!r}"
+            )
         if new_width > unit.width:
             plan.append((unit, _Resize(add=new_width - unit.width)))
             changes[name] = (unit.width, new_width)
@@ -125,8 +128,8 @@ def add_block(
     in the previous block, so they get the same flags (``structural`` …) and
     hyper-parameters; existing state is untouched.
     """
-    if not hasattr(model, "append_block"):
-        raise TypeError(f"add_block needs a residual family with stages of blocks; {model.family!r} has none")
+    if not isinstance(model, ResNet):
+        raise TypeError(f"add_block needs a residual family with stages of blocks (resnet), not {model.family!r}")
     if initializer not in ("gaussian", "zero"):
         raise ValueError(f"initializer must be 'gaussian' or 'zero', not {initializer!r}")
     index = _stage_index(model, stage)
@@ -232,7 +235,10 @@ def _resized(old: Tensor, out: _Resize | None, in_: _Resize | None) -> Tensor:
     return new
 
 
-def _replace(param: nn.Parameter, data: Tensor, optimizer: Optimizer | None, out: _Resize | None, in_: _Resize | None) -> None:
+def _replace(
+    param: nn.Parameter, data: Tensor, optimizer: Optimizer | None, out: _Resize | None, in_: _Resize | None
+) -> None:
+    """Swap in ``param``'s new data and resize its optimizer state the same way."""
     if optimizer is not None and param in optimizer.state:
         state = optimizer.state[param]
         for key, value in state.items():
@@ -271,7 +277,8 @@ def _check_state_shapes(optimizer: Optimizer | None, modules: Iterable[nn.Module
 
 
 def _resolve(model: GrowableNet, unit: Unit | str) -> Unit:
-    return model.unit(unit) if isinstance(unit, str) else unit
+    # Look the unit up afresh: a Unit from before an earlier add_block lacks the new consumers.
+    return model.unit(unit if isinstance(unit, str) else unit.name)
 
 
 def _checked_indices(keep: Tensor | Sequence[int], unit: Unit) -> Tensor:
@@ -286,7 +293,7 @@ def _checked_indices(keep: Tensor | Sequence[int], unit: Unit) -> Tensor:
     return indices
 
 
-def _stage_index(model: GrowableNet, stage: int | str) -> int:
+def _stage_index(model: ResNet, stage: int | str) -> int:
     count = len(model.stages)
     if isinstance(stage, str):
         names = [f"stage{i + 1}" for i in range(count)]

@@ -128,7 +128,9 @@ class ResNet(GrowableNet):
         stem = positive_int(require_key(spec, "stem", path, "16"), f"{path}.stem")
         stages = require_key(spec, "stages", path, '[{"width": 16, "blocks": [16, 16]}]')
         if not isinstance(stages, list) or not stages:
-            raise SpecError(f"{path}.stages", 'must be a non-empty list of stages, e.g. [{"width": 16, "blocks": [16]}]')
+            raise SpecError(
+                f"{path}.stages", 'must be a non-empty list of stages, e.g. [{"width": 16, "blocks": [16]}]'
+            )
         return {
             "family": cls.family,
             "in_channels": in_channels,
@@ -147,7 +149,9 @@ class ResNet(GrowableNet):
         device: torch.device | str | None = None,
     ) -> ResNet:
         with on_device(device):
-            model = cls(spec["in_channels"], spec["num_classes"], spec["stem"], list(spec["stages"]), spec["input_size"])
+            model = cls(
+                spec["in_channels"], spec["num_classes"], spec["stem"], list(spec["stages"]), spec["input_size"]
+            )
         if not is_meta(device):
             initialize(model, generator)
         return model
@@ -168,7 +172,8 @@ class ResNet(GrowableNet):
     # -- growth units -------------------------------------------------------------------
 
     def units(self) -> list[Unit]:
-        units = [Unit("stem", residual=False, producers=[(self.stem.conv, self.stem.bn)], consumers=self._stage_inputs(0))]
+        stem = Unit("stem", residual=False, producers=[(self.stem.conv, self.stem.bn)], consumers=self._stage_inputs(0))
+        units = [stem]
         for s, stage in enumerate(self.stages):
             blocks = list(stage.blocks)
             producers: list[tuple[nn.Conv2d, nn.BatchNorm2d | None]] = [(b.conv2, b.bn2) for b in blocks]
@@ -178,7 +183,12 @@ class ResNet(GrowableNet):
             consumers += self._stage_inputs(s + 1) if s + 1 < len(self.stages) else [self.classifier.fc]
             units.append(Unit(f"stage{s + 1}", residual=True, producers=producers, consumers=consumers))
             units += [
-                Unit(f"stage{s + 1}.block{b + 1}", residual=False, producers=[(block.conv1, block.bn1)], consumers=[block.conv2])
+                Unit(
+                    f"stage{s + 1}.block{b + 1}",
+                    residual=False,
+                    producers=[(block.conv1, block.bn1)],
+                    consumers=[block.conv2],
+                )
                 for b, block in enumerate(blocks)
             ]
         return units
@@ -211,5 +221,6 @@ def _validate_stage(stage: Any, index: int, path: str) -> dict[str, Any]:
     stride = stage.get("stride", 1 if index == 0 else 2)
     if isinstance(stride, bool) or not isinstance(stride, int) or stride not in (1, 2):
         raise SpecError(f"{path}.stride", f"must be 1 or 2, got {stride!r}")
-    blocks = int_list(require_key(stage, "blocks", path, "[16, 16]"), f"{path}.blocks", allow_empty=False, example="[16, 16]")
+    blocks = require_key(stage, "blocks", path, "[16, 16]")
+    blocks = int_list(blocks, f"{path}.blocks", allow_empty=False, example="[16, 16]")
     return {"width": width, "stride": stride, "blocks": blocks}

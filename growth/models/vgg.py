@@ -106,7 +106,9 @@ class VGG(GrowableNet):
             for m in self.features
             if isinstance(m, nn.Conv2d | nn.MaxPool2d)
         ]
-        hidden = [m.out_features for name, m in self.classifier.named_children() if name.startswith("fc") and name != "fc"]
+        hidden = [
+            m.out_features for name, m in self.classifier.named_children() if name.startswith("fc") and name != "fc"
+        ]
         return {
             "family": self.family,
             "in_channels": self.input_shape[0],

@@ -1,0 +1,22 @@
+"""Optimizers that learn sparse structure while training.
+
+DessiLBI (the growth method's optimizer) and the structured-sparsity
+baselines; the group-lasso proximal maps they share are in ``prox``.
+"""
+from growth.optim.dessilbi import (
+    DessiLBI,
+    StructureMasks,
+    masks,
+    sparse_weights,
+    support_counts,
+    unit_support,
+)
+
+__all__ = [
+    "DessiLBI",
+    "StructureMasks",
+    "masks",
+    "sparse_weights",
+    "support_counts",
+    "unit_support",
+]

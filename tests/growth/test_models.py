@@ -43,7 +43,8 @@ def shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
 def test_vgg_has_stable_meaningful_names_and_runs() -> None:
     model = build_model(VGG_SPEC, generator=seeded())
     modules = dict(model.named_modules())
-    for name in ("features.conv1", "features.bn1", "features.pool1", "features.conv4", "classifier.fc1", "classifier.fc"):
+    expected = ("features.conv1", "features.bn1", "features.pool1", "features.conv4", "classifier.fc1", "classifier.fc")
+    for name in expected:
         assert name in modules
     assert isinstance(model, VGG) and isinstance(model, GrowableNet)
     assert model.input_shape == (3, 16, 16)
@@ -90,7 +91,7 @@ def test_to_spec_round_trips(spec: dict[str, Any]) -> None:
 
 
 def test_same_generator_seed_gives_same_weights() -> None:
-    a, b, c = build_model(RESNET_SPEC, generator=seeded(1)), build_model(RESNET_SPEC, generator=seeded(1)), build_model(RESNET_SPEC, generator=seeded(2))
+    a, b, c = (build_model(RESNET_SPEC, generator=seeded(seed)) for seed in (1, 1, 2))
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert not torch.equal(a.stem.conv.weight, c.stem.conv.weight)
 
@@ -127,14 +128,16 @@ def test_vgg_units_are_the_convs_in_order() -> None:
     assert units[0].producers == [(f.conv1, f.bn1)] and units[0].consumers == [f.conv2]
     assert units[2].consumers == [f.conv4]  # across the max-pool
     assert units[3].consumers == [model.classifier.fc1]  # the first linear layer after the last conv
-    assert model.unit("conv3") .producers[0][0] is f.conv3
+    assert model.unit("conv3").producers[0][0] is f.conv3
 
 
 def test_resnet_units_couple_a_stage_through_its_residual_adds() -> None:
     model = build_model(RESNET_SPEC)
     s0, s1 = model.stages[0].blocks, model.stages[1].blocks
     by_name = {u.name: u for u in model.units()}
-    assert list(by_name) == ["stem", "stage1", "stage1.block1", "stage1.block2", "stage2", "stage2.block1", "stage2.block2"]
+    assert list(by_name) == [
+        "stem", "stage1", "stage1.block1", "stage1.block2", "stage2", "stage2.block1", "stage2.block2"
+    ]
 
     stem = by_name["stem"]
     assert stem.producers == [(model.stem.conv, model.stem.bn)]
@@ -142,7 +145,9 @@ def test_resnet_units_couple_a_stage_through_its_residual_adds() -> None:
 
     stage1 = by_name["stage1"]
     assert stage1.residual and stage1.width == 8
-    assert stage1.producers == [(s0[0].conv2, s0[0].bn2), (s0[1].conv2, s0[1].bn2), (s0[0].shortcut.conv, s0[0].shortcut.bn)]
+    assert stage1.producers == [
+        (s0[0].conv2, s0[0].bn2), (s0[1].conv2, s0[1].bn2), (s0[0].shortcut.conv, s0[0].shortcut.bn)
+    ]
     assert stage1.consumers == [s0[1].conv1, s1[0].conv1, s1[0].shortcut.conv]
     assert by_name["stage2"].consumers == [s1[1].conv1, model.classifier.fc]
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import pytest
@@ -16,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from growth.errors import SpecError
+from growth.models import Unit, build_model
 from growth.optim.prox import (
     group_lasso_weight,
     group_sparsity,
@@ -141,9 +141,7 @@ def test_rmda_linear_rows_bias_and_unregularized_group(foreach: bool) -> None:
     torch.testing.assert_close(weight.detach(), torch.tensor(expected_weight, dtype=torch.float64))
     torch.testing.assert_close(bias.detach(), torch.tensor(expected_bias[0], dtype=torch.float64))
     torch.testing.assert_close(free.detach(), torch.tensor(expected_free, dtype=torch.float64))
-    # The small row is shrunk to zero inside the prox (W̃) — the iterate itself only
-    # decays towards it geometrically while c < 1 — and the regularized weight ends
-    # smaller than the same run without ψ.
+    # ψ did act: the small row ends smaller than in the same run without it.
     unregularized = reference_rmda(weight_rows, zero, lrs=lrs, c=1 - momentum, lam=0.0)
     assert sum(map(abs, expected_weight[1])) < sum(map(abs, unregularized[1]))
 
@@ -451,13 +449,6 @@ def test_zero_group_mask_and_group_weight() -> None:
     assert group_lasso_weight(torch.ones(5)) == 0.0
 
 
-@dataclass
-class ProducedUnit:
-    """The part of ``growth.models.Unit`` the unit helpers read: its producers."""
-
-    producers: list[tuple[nn.Module, nn.Module | None]]
-
-
 def test_unit_zero_groups_needs_every_producer_to_zero_the_channel() -> None:
     conv2 = nn.Conv2d(4, 5, 3, bias=False)
     projection = nn.Conv2d(2, 5, 1, bias=False)
@@ -466,10 +457,10 @@ def test_unit_zero_groups_needs_every_producer_to_zero_the_channel() -> None:
         projection.weight.fill_(1.0)
         conv2.weight[[1, 3]] = 0.0
         projection.weight[[3, 4]] = 0.0
-    residual = ProducedUnit([(conv2, nn.BatchNorm2d(5)), (projection, nn.BatchNorm2d(5))])
+    residual = Unit("stage1", residual=True, producers=[(conv2, nn.BatchNorm2d(5)), (projection, nn.BatchNorm2d(5))])
     assert unit_zero_channels(residual).tolist() == [False, False, False, True, False]
     assert unit_zero_groups(residual) == (1, 5)
-    plain = ProducedUnit([(conv2, None)])
+    plain = Unit("conv2", residual=False, producers=[(conv2, None)])
     assert unit_zero_groups(plain) == (2, 5)
 
 
@@ -493,6 +484,40 @@ def test_rmda_zeroes_whole_filters_of_a_conv_unit() -> None:
         opt.zero_grad()
         nn.functional.mse_loss(conv(x), y).backward()
         opt.step()
-    assert unit_zero_channels(ProducedUnit([(conv, None)])).tolist() == [False, False, True, True, True, True]
+    assert unit_zero_channels(Unit("conv1", residual=False, producers=[(conv, None)])).tolist() == [False, False, True, True, True, True]
     assert group_sparsity(opt, grouping="filter") == 4 / 6
     assert group_sparsity(opt) == (4 * 2) / (6 * 2)
+
+
+def test_unit_counts_and_group_sparsity_agree_on_a_vgg_built_from_a_spec() -> None:
+    # A real model and its own param groups: RMDA zeroes some filters of both convs
+    # (not all), and the per-unit counts add up to the filter-wise group sparsity.
+    spec = {"family": "vgg", "in_channels": 1, "num_classes": 3, "layers": [8, "M", 8],
+            "classifier": [], "batch_norm": True}
+    model = build_model(spec, generator=torch.Generator().manual_seed(0))
+    opt = RMDA(model.param_groups(), lr=0.1, momentum=0.9, lam=0.3)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 1, 8, 8, generator=gen)
+    y = (x[:, 0, :4].sum((1, 2)) > 0).long() + (x[:, 0, 4:].sum((1, 2)) > 0).long()
+    for step in range(60):
+        if step == 30:
+            for group in opt.param_groups:
+                group["lr"] = 0.01
+            opt.restart()
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    counts = {unit.name: unit_zero_groups(unit) for unit in model.units()}
+    zero_filters = sum(zero for zero, _ in counts.values())
+    filters = sum(width for _, width in counts.values())
+    assert 0 < zero_filters < filters
+    for unit in model.units():
+        conv = unit.producers[0][0]
+        assert counts[unit.name][0] == int(conv.weight.detach().flatten(1).eq(0).all(dim=1).sum())
+    # VGG without hidden linear layers: the convs are the only regularized weights.
+    assert group_sparsity(opt, grouping="filter") == zero_filters / filters
+    in_channels = [1, 8]
+    kernels = sum(width * c for (_, width), c in zip(counts.values(), in_channels))
+    zero_kernels = sum(zero * c for (zero, _), c in zip(counts.values(), in_channels))
+    assert group_sparsity(opt) == zero_kernels / kernels

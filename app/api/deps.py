@@ -1,0 +1,77 @@
+"""Typed dependencies, so that route signatures read like their contract.
+
+    def read_job(job: OwnedJob, settings: SettingsDep) -> JobRead
+
+``CurrentOwner`` authenticates the bearer key (401 otherwise); ``OwnedJob``
+loads a job of that owner (404 for a missing job and for another owner's job
+alike, so ids of other users' jobs cannot be probed).
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session, sessionmaker
+
+from app import crud
+from worker import keys
+from worker.db.models import Job
+from worker.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_session_factory(request: Request) -> sessionmaker[Session]:
+    return request.app.state.sessions
+
+
+SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
+
+
+def get_db(sessions: SessionFactoryDep) -> Iterator[Session]:
+    with sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_db)]
+
+bearer_scheme = HTTPBearer(
+    auto_error=False, scheme_name="ApiKey",
+    description="An API key from `netgrow keys create NAME`, sent as `Authorization: Bearer <key>`.")
+
+
+def get_current_owner(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> str:
+    if credentials is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key: send 'Authorization: Bearer <key>'",
+                            headers={"WWW-Authenticate": 'Bearer realm="netgrow"'})
+    owner = keys.authenticate(session, credentials.credentials)
+    if owner is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key",
+                            headers={"WWW-Authenticate": 'Bearer realm="netgrow", error="invalid_token"'})
+    return owner
+
+
+CurrentOwner = Annotated[str, Depends(get_current_owner)]
+
+JobId = Annotated[uuid.UUID, Path(description="The job's id (a UUID).")]
+
+
+def get_owned_job(job_id: JobId, owner: CurrentOwner, session: SessionDep) -> Job:
+    job = crud.get_job(session, job_id, owner)
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
+    return job
+
+
+OwnedJob = Annotated[Job, Depends(get_owned_job)]

@@ -1,0 +1,143 @@
+"""Read-side data access for the API: jobs of one owner, pages, history, events, counts.
+
+Writes (creating, cancelling, re-queueing jobs) go through ``worker.crud`` so
+that the API and the workers share one implementation of every state change.
+Every query here is bounded and uses an index: a job's history is two queries
+(epochs, then layers) whatever the number of epochs or layers.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from app.sse import StoredEvent
+from worker.db.models import (
+    Artifact,
+    ArtifactKind,
+    EventKind,
+    Job,
+    JobEpoch,
+    JobEvent,
+    JobLayer,
+    JobStatus,
+    utcnow,
+)
+
+EVENT_BATCH = 200
+
+
+def get_job(session: Session, job_id: uuid.UUID, owner: str) -> Job | None:
+    """The job if it exists and belongs to ``owner`` (others' jobs are indistinguishable from missing ones)."""
+    return session.scalar(select(Job).where(Job.id == job_id, Job.owner == owner))
+
+
+def get_jobs(session: Session, job_ids: Sequence[uuid.UUID], owner: str) -> dict[uuid.UUID, Job]:
+    jobs = session.scalars(select(Job).where(Job.id.in_(job_ids), Job.owner == owner))
+    return {job.id: job for job in jobs}
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    owner: str
+    status: str | None = None
+    method: str | None = None
+
+
+def list_jobs(session: Session, where: JobFilter, *, limit: int, offset: int) -> tuple[list[Job], int]:
+    """One page of the owner's jobs, newest first, and the number of jobs matching the filter."""
+    conditions = [Job.owner == where.owner]
+    if where.status is not None:
+        conditions.append(Job.status == where.status)
+    if where.method is not None:
+        conditions.append(Job.method == where.method)
+    total = session.scalar(select(func.count()).select_from(Job).where(*conditions)) or 0
+    page = session.scalars(
+        select(Job).where(*conditions).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset))
+    return list(page), total
+
+
+def history(
+    session: Session,
+    job_id: uuid.UUID,
+    *,
+    units: Sequence[str] = (),
+    from_epoch: int | None = None,
+    to_epoch: int | None = None,
+) -> list[dict[str, Any]]:
+    """Epoch rows with their per-unit widths, shaped like the result JSON's ``history`` entries.
+
+    Two range scans, on UNIQUE(job_id, epoch) and on (job_id, epoch) of job_layers;
+    units come in recording order, which is model order (conv1, conv2, …, conv10).
+    """
+    epoch_range = []
+    layer_range = []
+    if from_epoch is not None:
+        epoch_range.append(JobEpoch.epoch >= from_epoch)
+        layer_range.append(JobLayer.epoch >= from_epoch)
+    if to_epoch is not None:
+        epoch_range.append(JobEpoch.epoch <= to_epoch)
+        layer_range.append(JobLayer.epoch <= to_epoch)
+    if units:
+        layer_range.append(JobLayer.unit.in_(units))
+    epochs = session.execute(
+        select(JobEpoch.epoch, JobEpoch.phase, JobEpoch.train_loss, JobEpoch.val_accuracy, JobEpoch.lr,
+               JobEpoch.params, JobEpoch.macs, JobEpoch.seconds, JobEpoch.sparsity)
+        .where(JobEpoch.job_id == job_id, *epoch_range).order_by(JobEpoch.epoch)
+    ).mappings().all()
+    rows: dict[int, dict[str, Any]] = {row["epoch"]: {**row, "units": []} for row in epochs}
+    layers = session.execute(
+        select(JobLayer.epoch, JobLayer.unit, JobLayer.width, JobLayer.selected, JobLayer.ratio, JobLayer.grew)
+        .where(JobLayer.job_id == job_id, *layer_range).order_by(JobLayer.epoch, JobLayer.id))
+    for epoch, unit, width, selected, ratio, grew in layers:
+        row = rows.get(epoch)
+        if row is not None:
+            row["units"].append({"name": unit, "width": width, "selected": selected, "ratio": ratio, "grew": grew})
+    return list(rows.values())
+
+
+def events_after(session: Session, job_id: uuid.UUID, after_id: int, limit: int = EVENT_BATCH) -> list[StoredEvent]:
+    """The job's events with id > ``after_id``, oldest first (index (job_id, id))."""
+    rows = session.execute(
+        select(JobEvent.id, JobEvent.kind, JobEvent.payload)
+        .where(JobEvent.job_id == job_id, JobEvent.id > after_id).order_by(JobEvent.id).limit(limit))
+    return [StoredEvent(id=row.id, kind=str(row.kind), payload=row.payload) for row in rows]
+
+
+def job_status(session: Session, job_id: uuid.UUID) -> str | None:
+    return session.scalar(select(Job.status).where(Job.id == job_id))
+
+
+def weights_artifact(session: Session, job_id: uuid.UUID) -> Artifact | None:
+    return session.scalar(select(Artifact).where(Artifact.job_id == job_id, Artifact.kind == ArtifactKind.WEIGHTS))
+
+
+# --- metrics ----------------------------------------------------------------------------
+
+
+def count_jobs_by_status(session: Session) -> dict[str, int]:
+    return {str(status): count for status, count in session.execute(
+        select(Job.status, func.count()).group_by(Job.status))}
+
+
+def count_epoch_events_since(session: Session, seconds: float) -> int:
+    """Epochs recorded in the last ``seconds`` by any worker.
+
+    Only jobs that ran in that window can have such events, so the scan goes
+    through the status index and each of those jobs' (job_id, id) index range
+    instead of the whole events table.
+    """
+    since = utcnow() - timedelta(seconds=seconds)
+    active = select(Job.id).where(or_(Job.status == JobStatus.RUNNING, Job.finished_at >= since))
+    return session.scalar(
+        select(func.count()).select_from(JobEvent)
+        .where(JobEvent.job_id.in_(active), JobEvent.kind == EventKind.EPOCH, JobEvent.created_at >= since)) or 0
+
+
+def count_epochs(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(JobEpoch)) or 0

@@ -1,0 +1,186 @@
+"""How much slower is a DessiLBI step than an SGD step? Prints a Markdown snippet.
+
+Usage: ``python bench/bench_optim.py [--device cpu|cuda] [--batch-size 8]``
+
+On one VGG16-width conv net (BatchNorm, CIFAR-size input) it measures, in one
+run and on the same parameters:
+
+1. optimizer step alone: DessiLBI (multi-tensor path) ÷ ``torch.optim.SGD(momentum=0.9,
+   foreach=True)``, at weight decay 0 and at the project default 1e-4;
+2. a full train iteration (forward + backward + step) of DessiLBI ÷ SGD;
+3. DessiLBI's single-tensor reference path ÷ its multi-tensor path.
+
+Every ratio comes from interleaved repeats (A, B, A, B, ...) and medians, so
+load from other processes hits both sides alike. Goals: step ≤ 2.0×, train
+iteration ≤ 1.15×.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from growth.optim.dessilbi import DessiLBI  # noqa: E402
+
+VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+GOAL_STEP = 2.0
+GOAL_ITERATION = 1.15
+
+
+def build_vgg16(device: torch.device) -> nn.Module:
+    """The project's VGG16 (growth.models) when present, else the same net as nn.Sequential."""
+    try:
+        from growth.models import build_model
+    except ImportError:
+        return _sequential_vgg(VGG16, in_channels=3, num_classes=10).to(device)
+    spec = {"family": "vgg", "in_channels": 3, "num_classes": 10, "layers": VGG16,
+            "classifier": [], "batch_norm": True}
+    return build_model(spec, generator=torch.Generator().manual_seed(0), device=device)
+
+
+def _sequential_vgg(layers: list[int | str], in_channels: int, num_classes: int) -> nn.Module:
+    modules: list[nn.Module] = []
+    for item in layers:
+        if item == "M":
+            modules.append(nn.MaxPool2d(2))
+        else:
+            assert isinstance(item, int)
+            modules += [nn.Conv2d(in_channels, item, 3, padding=1), nn.BatchNorm2d(item), nn.ReLU(inplace=True)]
+            in_channels = item
+    modules += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(in_channels, num_classes)]
+    return nn.Sequential(*modules)
+
+
+def param_groups(model: nn.Module) -> list[dict]:
+    """Structural conv weights vs. the rest (BatchNorm, biases, final classifier)."""
+    groups = getattr(model, "param_groups", None)
+    if callable(groups):
+        return [{k: v for k, v in g.items() if k in ("params", "structural")} for g in groups()]
+    convs = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
+    conv_ids = {id(p) for p in convs}
+    return [{"params": convs, "structural": True},
+            {"params": [p for p in model.parameters() if id(p) not in conv_ids], "structural": False}]
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved_medians(
+    fns: dict[str, Callable[[], None]], device: torch.device, repeats: int, inner: int, warmup: int
+) -> dict[str, float]:
+    """Median seconds per call of each fn, timing them in turn, ``inner`` calls per sample."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync(device)
+            start = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            sync(device)
+            samples[name].append((time.perf_counter() - start) / inner)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def fill_grads(model: nn.Module, generator: torch.Generator) -> None:
+    for p in model.parameters():
+        p.grad = torch.randn(p.shape, generator=generator).to(p.device) * 1e-2
+
+
+def make_optimizers(model: nn.Module, weight_decay: float, lr: float) -> dict[str, torch.optim.Optimizer]:
+    return {
+        "sgd": torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay, foreach=True),
+        "dessilbi": DessiLBI(param_groups(model), lr=lr, momentum=0.9, weight_decay=weight_decay, foreach=True),
+        "dessilbi_single": DessiLBI(param_groups(model), lr=lr, momentum=0.9, weight_decay=weight_decay,
+                                    foreach=False),
+    }
+
+
+def bench_steps(device: torch.device, weight_decay: float, repeats: int) -> dict[str, float]:
+    """Step time only: each optimizer owns a copy of the net with the same fixed grads."""
+    base = build_vgg16(device)
+    fill_grads(base, torch.Generator().manual_seed(1))
+    fns = {}
+    for name in ("sgd", "dessilbi", "dessilbi_single"):
+        model = copy.deepcopy(base)
+        for p, q in zip(model.parameters(), base.parameters(), strict=True):
+            p.grad = q.grad.clone()
+        optimizer = make_optimizers(model, weight_decay, lr=1e-3)[name]
+        fns[name] = optimizer.step
+    return interleaved_medians(fns, device, repeats=repeats, inner=3, warmup=3)
+
+
+def bench_iterations(device: torch.device, weight_decay: float, batch_size: int, repeats: int) -> dict[str, float]:
+    """Forward + backward + step on a fixed CIFAR-size batch."""
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(batch_size, 3, 32, 32, generator=generator).to(device)
+    y = torch.randint(0, 10, (batch_size,), generator=generator).to(device)
+    base = build_vgg16(device)
+    fns = {}
+    for name in ("sgd", "dessilbi"):
+        model = copy.deepcopy(base).train()
+        optimizer = make_optimizers(model, weight_decay, lr=1e-3)[name]
+
+        def iteration(model: nn.Module = model, optimizer: torch.optim.Optimizer = optimizer) -> None:
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+
+        fns[name] = iteration
+    return interleaved_medians(fns, device, repeats=repeats, inner=1, warmup=2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--step-repeats", type=int, default=15)
+    parser.add_argument("--iteration-repeats", type=int, default=7)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+
+    n_params = sum(p.numel() for p in build_vgg16(device).parameters())
+    rows = []
+    for weight_decay in (0.0, 1e-4):
+        steps = bench_steps(device, weight_decay, args.step_repeats)
+        iterations = bench_iterations(device, weight_decay, args.batch_size, args.iteration_repeats)
+        rows.append((weight_decay, steps, iterations))
+
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads")
+    print(f"### DessiLBI vs SGD step (VGG16-BN, {n_params / 1e6:.1f} M params, 3×32×32 input, "
+          f"batch {args.batch_size})")
+    print()
+    print(f"`python bench/bench_optim.py --device {device.type} --batch-size {args.batch_size}` — "
+          f"torch {torch.__version__}, {where}; medians of interleaved repeats.")
+    print()
+    print("| weight decay | SGD step | DessiLBI step | step ratio (goal ≤ 2.0) | SGD iteration "
+          "| DessiLBI iteration | iteration ratio (goal ≤ 1.15) | foreach vs single-tensor |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for weight_decay, steps, iterations in rows:
+        step_ratio = steps["dessilbi"] / steps["sgd"]
+        iteration_ratio = iterations["dessilbi"] / iterations["sgd"]
+        speedup = steps["dessilbi_single"] / steps["dessilbi"]
+        print(f"| {weight_decay:g} | {steps['sgd'] * 1e3:.1f} ms | {steps['dessilbi'] * 1e3:.1f} ms "
+              f"| {step_ratio:.2f}× | {iterations['sgd'] * 1e3:.0f} ms | {iterations['dessilbi'] * 1e3:.0f} ms "
+              f"| {iteration_ratio:.3f}× | {speedup:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Alembic revisions: they build the schema the ORM models describe, both ways, on both backends."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Column, Integer, MetaData, delete, func, inspect, select
+from sqlalchemy.exc import IntegrityError
+
+from worker.db import Base, Job, JobEpoch, make_engine
+from worker.db.migrate import current_revision, downgrade, head_revision, is_up_to_date, upgrade
+
+pytestmark = pytest.mark.service
+
+REPO = Path(__file__).resolve().parents[2]
+TABLES = {"alembic_version", "api_keys", "jobs", "job_epochs", "job_layers", "artifacts", "job_events"}
+
+
+def schema_diffs(url: str, metadata: MetaData = Base.metadata) -> list:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            return compare_metadata(context, metadata)
+    finally:
+        engine.dispose()
+
+
+def table_names(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_downgrade_upgrade_on_an_empty_postgres_database(empty_pg_url):
+    assert current_revision(empty_pg_url) is None and not is_up_to_date(empty_pg_url)
+    upgrade(empty_pg_url)
+    assert table_names(empty_pg_url) == TABLES
+    assert current_revision(empty_pg_url) == head_revision()
+    downgrade(empty_pg_url)
+    assert table_names(empty_pg_url) == {"alembic_version"}
+    assert current_revision(empty_pg_url) is None
+    upgrade(empty_pg_url)
+    assert is_up_to_date(empty_pg_url)
+    assert schema_diffs(empty_pg_url) == []
+
+
+def test_upgrade_downgrade_upgrade_on_an_empty_sqlite_file(tmp_path):
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    upgrade(url)
+    assert table_names(url) == TABLES
+    downgrade(url)
+    assert table_names(url) == {"alembic_version"}
+    upgrade(url)
+    assert is_up_to_date(url)
+    assert schema_diffs(url) == []
+
+
+def test_orm_models_match_the_migrated_schema(database_url):
+    assert schema_diffs(database_url) == []
+
+
+def test_the_schema_comparison_notices_a_drift(database_url):
+    # The check above is only worth something if a model the migrations do not match shows up as a diff.
+    drifted = MetaData(naming_convention=Base.metadata.naming_convention)
+    for table in Base.metadata.sorted_tables:
+        table.to_metadata(drifted)
+    drifted.tables["jobs"].append_column(Column("priority", Integer, nullable=False))
+    diffs = schema_diffs(database_url, drifted)
+    assert [(diff[0], diff[3].name) for diff in diffs] == [("add_column", "priority")]
+
+
+def test_constraints_and_cascades_hold_in_the_migrated_schema(database_url):
+    engine = make_engine(database_url)
+    job_id = uuid.uuid4()
+    with engine.begin() as connection:
+        connection.execute(Job.__table__.insert().values(
+            id=job_id, owner="alice", method="dense", spec={}, status="queued", attempts=0, max_attempts=3,
+            progress_epoch=0, progress_total=1, created_at=datetime.now(timezone.utc)))
+        epoch = dict(job_id=job_id, epoch=0, phase="train", train_loss=1.0, val_accuracy=0.5, lr=0.1,
+                     params=10, macs=20, seconds=0.1)
+        connection.execute(JobEpoch.__table__.insert().values(**epoch))
+    with pytest.raises(IntegrityError), engine.begin() as connection:  # UNIQUE (job_id, epoch)
+        connection.execute(JobEpoch.__table__.insert().values(**epoch))
+    with pytest.raises(IntegrityError), engine.begin() as connection:  # CHECK status IN (...)
+        connection.execute(Job.__table__.update().where(Job.id == job_id).values(status="paused"))
+    with pytest.raises(IntegrityError), engine.begin() as connection:  # FOREIGN KEY (SQLite: PRAGMA foreign_keys)
+        connection.execute(JobEpoch.__table__.insert().values(**{**epoch, "job_id": uuid.uuid4()}))
+    with engine.begin() as connection:  # ON DELETE CASCADE
+        connection.execute(delete(Job).where(Job.id == job_id))
+        assert connection.scalar(select(func.count()).select_from(JobEpoch)) == 0
+    engine.dispose()
+
+
+def test_timestamps_come_back_as_aware_utc(database_url):
+    from sqlalchemy.orm import Session
+
+    engine = make_engine(database_url)
+    created = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone(timedelta(hours=2)))
+    with Session(engine) as session:
+        job = Job(owner="bob", method="dense", spec={}, max_attempts=1, created_at=created)
+        session.add(job)
+        session.commit()
+        job_id = job.id
+    with Session(engine) as session:
+        stored = session.get(Job, job_id).created_at
+    assert stored == created and stored.tzinfo is not None and stored.utcoffset() == timedelta(0)
+    engine.dispose()
+
+
+def test_migrations_run_from_any_directory_without_alembic_ini(tmp_path):
+    # `netgrow migrate` in a container has no repository checkout: the config is built in code.
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-c", f"from worker.db.migrate import upgrade; upgrade({url!r})"],
+                   cwd=tmp_path, env=environment, check=True, capture_output=True)
+    assert is_up_to_date(url)
+
+
+def test_the_alembic_cli_reads_the_url_from_the_environment(tmp_path):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    environment = {**os.environ, "NETGROW_DATABASE_URL": url}
+    subprocess.run([sys.executable, "-m", "alembic", "-c", str(REPO / "alembic.ini"), "upgrade", "head"],
+                   cwd=REPO, env=environment, check=True, capture_output=True)
+    assert is_up_to_date(url)

@@ -1,0 +1,83 @@
+"""Where a job's files live in the artifact store, and how final weights are written.
+
+    <artifact_dir>/<job id>/checkpoints/attempt-<n>/epoch-<e>.pt   (growth's own format)
+    <artifact_dir>/<job id>/weights.safetensors
+
+Each attempt checkpoints into its own folder: a worker that lost its lease but
+still runs for a moment cannot delete the checkpoint the next attempt resumes
+from (growth keeps only the last two files of a folder).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+WEIGHTS_FILE = "weights.safetensors"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    path: Path
+    size: int
+    sha256: str
+
+
+def job_dir(artifact_dir: Path, job_id: uuid.UUID) -> Path:
+    return Path(artifact_dir).resolve() / str(job_id)
+
+
+def checkpoint_dir(artifact_dir: Path, job_id: uuid.UUID, attempt: int) -> Path:
+    return job_dir(artifact_dir, job_id) / "checkpoints" / f"attempt-{attempt}"
+
+
+def weights_path(artifact_dir: Path, job_id: uuid.UUID) -> Path:
+    return job_dir(artifact_dir, job_id) / WEIGHTS_FILE
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def describe(path: Path) -> StoredFile:
+    path = Path(path)
+    return StoredFile(path=path, size=path.stat().st_size, sha256=sha256_file(path))
+
+
+def write_weights(state_dict_file: Path, destination: Path, model_spec: dict[str, Any]) -> StoredFile:
+    """Convert growth's final ``state_dict`` (a torch file) into safetensors at ``destination``.
+
+    The model spec goes into the safetensors metadata, so the file alone rebuilds
+    the network: ``growth.models.build_model(json.loads(metadata["model"]))``.
+    Written to a temporary name and renamed, so a reader never sees half a file.
+    """
+    state = torch.load(state_dict_file, map_location="cpu", weights_only=True)
+    tensors = {name: tensor.contiguous() for name, tensor in state.items()}
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    temporary = destination.with_name(destination.name + ".tmp")
+    save_file(tensors, str(temporary), metadata={"model": json.dumps(model_spec), "format": "netgrow"})
+    os.replace(temporary, destination)
+    return describe(destination)
+
+
+def remove_other_attempts(artifact_dir: Path, job_id: uuid.UUID, keep: Path | None) -> None:
+    """Delete the checkpoint folders of earlier attempts once a job is over (``keep`` holds the last one)."""
+    root = job_dir(artifact_dir, job_id) / "checkpoints"
+    if not root.is_dir():
+        return
+    for folder in root.iterdir():
+        if keep is None or folder.resolve() != Path(keep).resolve().parent:
+            shutil.rmtree(folder, ignore_errors=True)

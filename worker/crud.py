@@ -1,0 +1,380 @@
+"""Write-side data access for jobs: create, cancel, claim, lease, record, finish, reap.
+
+Every function is one unit of work and commits. Everything a worker writes
+while it runs a job is fenced by its lease: the UPDATE that starts each
+transaction matches only while ``jobs.lease_owner`` is still this attempt's
+token and the job is running, so a worker that lost its job (lease expired and
+the job re-queued or claimed by another worker) can no longer write to it.
+The read side (lists, pages, history queries) lives in ``app/crud.py``.
+"""
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from growth.events import ArchitectureChanged, EpochEnd
+from growth.spec import JobSpec, parse_spec
+
+from .artifacts import StoredFile, describe
+from .db.models import Artifact, ArtifactKind, EventKind, Job, JobEpoch, JobEvent, JobLayer, JobStatus, utcnow
+
+# --------------------------------------------------------------------------- creating and cancelling
+
+
+def planned_epochs(spec: JobSpec, cap: int = 100_000) -> int:
+    """Epochs the method's schedule runs if it never stops early: the job's ``progress_total`` until it ends.
+
+    Growth can stop growing early (and then fine-tunes sooner), so for growing
+    methods this is an upper bound; the finished job stores the real count.
+    """
+    from growth.methods import METHODS
+
+    method = METHODS[spec.method](spec)
+    epochs = 0
+    while epochs < cap and method.schedule(epochs) is not None:
+        epochs += 1
+    return epochs
+
+
+def create_job(
+    session: Session,
+    *,
+    owner: str,
+    spec: Mapping[str, Any] | JobSpec,
+    max_attempts: int,
+    idempotency_key: str | None = None,
+) -> tuple[Job, bool]:
+    """Store a queued job; returns ``(job, created)``. Commits; the caller then calls ``worker.queue.enqueue``.
+
+    ``spec`` is validated and normalised (``growth.errors.SpecError`` on bad input).
+    With an ``idempotency_key`` already used by ``owner`` the existing job comes
+    back with ``created=False`` (also when two requests race: the unique
+    constraint decides).
+    """
+    job_spec = spec if isinstance(spec, JobSpec) else parse_spec(spec)
+    if idempotency_key is not None:
+        existing = _job_by_idempotency_key(session, owner, idempotency_key)
+        if existing is not None:
+            return existing, False
+    normalised = job_spec.to_dict()
+    job = Job(owner=owner, method=job_spec.method, spec=normalised, status=JobStatus.QUEUED, attempts=0,
+              max_attempts=max_attempts, idempotency_key=idempotency_key, progress_epoch=0,
+              progress_total=planned_epochs(job_spec), current_model=normalised["model"])
+    session.add(job)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        existing = _job_by_idempotency_key(session, owner, idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise
+        return existing, False
+    _add_event(session, job.id, EventKind.STATE, {"status": JobStatus.QUEUED})
+    session.commit()
+    return job, True
+
+
+def _job_by_idempotency_key(session: Session, owner: str, key: str) -> Job | None:
+    return session.scalar(select(Job).where(Job.owner == owner, Job.idempotency_key == key))
+
+
+def request_cancel(session: Session, job_id: uuid.UUID) -> Job | None:
+    """Cancel a job: a queued one at once, a running one cooperatively (its worker stops at a batch boundary).
+
+    Returns the job as it is now (None if there is no such job); finished jobs are left as they are. Commits.
+    """
+    now = utcnow()
+    queued = session.execute(
+        update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+        .values(status=JobStatus.CANCELED, cancel_requested=True, finished_at=now)
+        .execution_options(synchronize_session=False))
+    if queued.rowcount:
+        _add_event(session, job_id, EventKind.STATE, {"status": JobStatus.CANCELED, "reason": "canceled while queued"})
+    else:
+        session.execute(
+            update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.cancel_requested.is_(False))
+            .values(cancel_requested=True).execution_options(synchronize_session=False))
+    session.commit()
+    return session.get(Job, job_id, populate_existing=True)
+
+
+# --------------------------------------------------------------------------- claiming and the lease
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a worker needs to run the job it just claimed."""
+
+    job_id: uuid.UUID
+    lease_owner: str
+    attempt: int
+    spec: dict[str, Any]
+    checkpoint_path: str | None
+    checkpoint_epoch: int | None
+
+
+def claim_job(
+    session: Session, job_id: uuid.UUID, *, lease_owner: str, worker: str, lease_seconds: float,
+) -> Claim | None:
+    """Take the job if nobody runs it: one conditional UPDATE, so two deliveries of one message never both win.
+
+    Claimable: queued, or running with an expired lease (its worker died and the
+    reaper has not re-queued it yet); never cancelled, finished, or out of
+    attempts. ``lease_owner`` must be unique per attempt (see ``worker.jobs``).
+    """
+    now = utcnow()
+    claimable = and_(
+        Job.id == job_id,
+        Job.attempts < Job.max_attempts,
+        Job.cancel_requested.is_(False),
+        or_(Job.status == JobStatus.QUEUED, and_(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now)),
+    )
+    row = session.execute(
+        update(Job).where(claimable)
+        .values(status=JobStatus.RUNNING, attempts=Job.attempts + 1, lease_owner=lease_owner, worker=worker,
+                lease_expires_at=now + timedelta(seconds=lease_seconds), heartbeat_at=now,
+                started_at=func.coalesce(Job.started_at, now))
+        .returning(Job.attempts, Job.spec, Job.checkpoint_path, Job.checkpoint_epoch)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    if row is None:
+        session.rollback()
+        return None
+    attempts, spec, checkpoint_path, checkpoint_epoch = row
+    _add_event(session, job_id, EventKind.STATE, {
+        "status": JobStatus.RUNNING, "attempt": attempts, "worker": worker,
+        "resumed_after_epoch": checkpoint_epoch if checkpoint_path else None})
+    session.commit()
+    return Claim(job_id, lease_owner, attempts, spec, checkpoint_path, checkpoint_epoch)
+
+
+def _leased(job_id: uuid.UUID, lease_owner: str) -> Any:
+    return and_(Job.id == job_id, Job.lease_owner == lease_owner, Job.status == JobStatus.RUNNING)
+
+
+def renew_lease(session: Session, job_id: uuid.UUID, *, lease_owner: str, lease_seconds: float) -> bool | None:
+    """Extend the lease; returns ``cancel_requested``, or None when this attempt no longer holds the job."""
+    now = utcnow()
+    cancel_requested = session.execute(
+        update(Job).where(_leased(job_id, lease_owner))
+        .values(lease_expires_at=now + timedelta(seconds=lease_seconds), heartbeat_at=now)
+        .returning(Job.cancel_requested).execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    session.commit()
+    return cancel_requested
+
+
+# --------------------------------------------------------------------------- recording a run
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def record_epoch(
+    session: Session,
+    job_id: uuid.UUID,
+    *,
+    lease_owner: str,
+    lease_seconds: float,
+    epoch: EpochEnd,
+    changes: Sequence[ArchitectureChanged] = (),
+) -> bool:
+    """Record one epoch, and the architecture changes made at its end, in ONE transaction.
+
+    The epoch row, its layer rows, the event rows, the progress and the
+    checkpoint pointer commit together, so the checkpoint the job resumes from
+    always sits right after the last recorded epoch: a resumed run neither
+    skips nor repeats one. Returns False (and writes nothing) if the lease is lost.
+    """
+    now = utcnow()
+    values: dict[str, Any] = {
+        "progress_epoch": epoch.epoch + 1,
+        "current_widths": {unit.name: unit.width for unit in epoch.units},
+        "heartbeat_at": now,
+        "lease_expires_at": now + timedelta(seconds=lease_seconds),
+    }
+    if changes:
+        values["current_model"] = changes[-1].spec
+    if epoch.checkpoint is not None:
+        values["checkpoint_path"] = epoch.checkpoint
+        values["checkpoint_epoch"] = epoch.epoch
+    updated = session.execute(update(Job).where(_leased(job_id, lease_owner)).values(**values)
+                              .execution_options(synchronize_session=False))
+    if not updated.rowcount:
+        session.rollback()
+        return False
+    session.execute(insert(JobEpoch).values(
+        job_id=job_id, epoch=epoch.epoch, phase=epoch.phase, train_loss=_finite(epoch.train_loss),
+        val_accuracy=epoch.val_accuracy, lr=epoch.lr, params=epoch.params, macs=epoch.macs,
+        seconds=epoch.seconds, sparsity=_finite(epoch.sparsity)))
+    if epoch.units:
+        session.execute(insert(JobLayer), [
+            {"job_id": job_id, "epoch": epoch.epoch, "unit": unit.name, "width": unit.width,
+             "selected": unit.selected, "ratio": unit.ratio, "grew": unit.grew} for unit in epoch.units])
+    for change in changes:
+        _add_event(session, job_id, EventKind.ARCHITECTURE, change.to_dict())
+    payload = epoch.to_dict()
+    payload.pop("checkpoint")  # a path inside the artifact store, not for clients
+    _add_event(session, job_id, EventKind.EPOCH, payload)
+    session.commit()
+    return True
+
+
+def finish_job(
+    session: Session, job_id: uuid.UUID, *, lease_owner: str, result: Mapping[str, Any], weights: StoredFile,
+) -> bool:
+    """Mark the job succeeded with its result (stored without the history, which is in job_epochs). Commits."""
+    final = result.get("final", {})
+    stored = {key: value for key, value in result.items() if key != "history"}
+    stored["weights"] = str(weights.path)
+    now = utcnow()
+    updated = session.execute(
+        update(Job).where(_leased(job_id, lease_owner))
+        .values(status=JobStatus.SUCCEEDED, result=stored, params=final.get("params"), macs=final.get("macs"),
+                test_accuracy=_finite(final.get("test_accuracy")), wall_seconds=result.get("wall_seconds"),
+                progress_total=result.get("epochs", Job.progress_total), current_model=final.get("model"),
+                current_widths=final.get("widths"), finished_at=now, lease_expires_at=None, error=None)
+        .returning(Job.checkpoint_path, Job.checkpoint_epoch)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    if updated is None:
+        session.rollback()
+        return False
+    checkpoint_path, checkpoint_epoch = updated
+    _store_artifact(session, job_id, ArtifactKind.WEIGHTS, weights, epoch=result.get("epochs", 0) - 1)
+    _store_checkpoint(session, job_id, checkpoint_path, checkpoint_epoch)
+    _add_event(session, job_id, EventKind.STATE, {
+        "status": JobStatus.SUCCEEDED, "test_accuracy": final.get("test_accuracy"), "params": final.get("params"),
+        "macs": final.get("macs"), "epochs": result.get("epochs")})
+    session.commit()
+    return True
+
+
+def end_job(
+    session: Session, job_id: uuid.UUID, *, lease_owner: str, status: JobStatus, error: str | None = None,
+) -> bool:
+    """Mark a running job canceled or failed (``error`` says why); its history stays. Commits."""
+    if status not in (JobStatus.CANCELED, JobStatus.FAILED):
+        raise ValueError(f"end_job ends a job as canceled or failed, not {status}")
+    updated = session.execute(
+        update(Job).where(_leased(job_id, lease_owner))
+        .values(status=status, error=error, finished_at=utcnow(), lease_expires_at=None)
+        .returning(Job.checkpoint_path, Job.checkpoint_epoch)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    if updated is None:
+        session.rollback()
+        return False
+    _store_checkpoint(session, job_id, *updated)
+    _add_event(session, job_id, EventKind.STATE, {"status": status, "error": error})
+    session.commit()
+    return True
+
+
+def release_job(session: Session, job_id: uuid.UUID, *, lease_owner: str, reason: str) -> bool:
+    """Hand a running job back to the queue (its process is shutting down); the attempt is not counted."""
+    updated = session.execute(
+        update(Job).where(_leased(job_id, lease_owner))
+        .values(status=JobStatus.QUEUED, attempts=Job.attempts - 1, lease_owner=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False))
+    if not updated.rowcount:
+        session.rollback()
+        return False
+    _add_event(session, job_id, EventKind.STATE, {"status": JobStatus.QUEUED, "reason": reason})
+    session.commit()
+    return True
+
+
+def _store_checkpoint(session: Session, job_id: uuid.UUID, path: str | None, epoch: int | None) -> None:
+    if path is not None and Path(path).is_file():
+        _store_artifact(session, job_id, ArtifactKind.CHECKPOINT, describe(Path(path)), epoch=epoch)
+
+
+def _store_artifact(session: Session, job_id: uuid.UUID, kind: ArtifactKind, stored: StoredFile,
+                    epoch: int | None) -> None:
+    session.execute(delete(Artifact).where(Artifact.job_id == job_id, Artifact.kind == kind))
+    session.execute(insert(Artifact).values(job_id=job_id, kind=kind, path=str(stored.path), size=stored.size,
+                                            sha256=stored.sha256, epoch=epoch, created_at=utcnow()))
+
+
+def _add_event(session: Session, job_id: uuid.UUID, kind: EventKind, payload: dict[str, Any]) -> None:
+    session.execute(insert(JobEvent).values(job_id=job_id, kind=kind, payload=payload, created_at=utcnow()))
+
+
+# --------------------------------------------------------------------------- the reaper's side
+
+
+@dataclass
+class Reaped:
+    """Jobs whose lease had expired, by what happened to them."""
+
+    requeued: list[uuid.UUID] = field(default_factory=list)
+    failed: list[uuid.UUID] = field(default_factory=list)
+    canceled: list[uuid.UUID] = field(default_factory=list)
+
+
+def reap_expired_leases(session: Session, now: datetime | None = None) -> Reaped:
+    """Re-queue running jobs whose worker stopped heart-beating; fail those out of attempts. Commits.
+
+    Each job moves with its own conditional UPDATE, so reapers in several
+    workers can run at once: exactly one of them re-queues a given job (and
+    re-sends its message; see ``worker.reaper``).
+    """
+    now = now or utcnow()
+    expired = session.execute(
+        select(Job.id, Job.attempts, Job.max_attempts, Job.cancel_requested, Job.worker, Job.checkpoint_path,
+               Job.checkpoint_epoch)
+        .where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now)
+        .order_by(Job.created_at)
+    ).all()
+    session.rollback()  # read outside any write transaction; each move below re-checks its own condition
+    reaped = Reaped()
+    for job_id, attempts, max_attempts, cancel_requested, worker, checkpoint_path, checkpoint_epoch in expired:
+        still_expired = and_(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.lease_expires_at < now,
+                             Job.attempts == attempts)
+        lost = f"worker {worker} stopped renewing its lease" if worker else "the worker stopped renewing its lease"
+        if cancel_requested:
+            status, bucket, error = JobStatus.CANCELED, reaped.canceled, None
+            values: dict[str, Any] = {"status": status, "finished_at": now}
+        elif attempts >= max_attempts:
+            error = f"worker lost {attempts} time{'s' if attempts != 1 else ''} ({lost}); no attempts left"
+            status, bucket = JobStatus.FAILED, reaped.failed
+            values = {"status": status, "finished_at": now, "error": error}
+        else:
+            status, bucket, error = JobStatus.QUEUED, reaped.requeued, None
+            values = {"status": status}
+        moved = session.execute(update(Job).where(still_expired)
+                                .values(lease_owner=None, lease_expires_at=None, **values)
+                                .execution_options(synchronize_session=False))
+        if not moved.rowcount:
+            session.rollback()
+            continue
+        if status != JobStatus.QUEUED:
+            _store_checkpoint(session, job_id, checkpoint_path, checkpoint_epoch)
+        payload: dict[str, Any] = {"status": status, "reason": lost, "attempts": attempts}
+        if error:
+            payload["error"] = error
+        _add_event(session, job_id, EventKind.STATE, payload)
+        session.commit()
+        bucket.append(job_id)
+    return reaped
+
+
+def next_queued_job(session: Session) -> uuid.UUID | None:
+    """The oldest job waiting to run (the embedded runner's queue is the jobs table itself)."""
+    job_id = session.scalar(
+        select(Job.id).where(Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(False),
+                             Job.attempts < Job.max_attempts)
+        .order_by(Job.created_at).limit(1))
+    session.rollback()
+    return job_id

@@ -1,0 +1,214 @@
+"""Running one job: claim, heartbeat, train with growth.run, record every epoch, finish.
+
+``run_job`` is the single code path behind the Celery task (``worker.tasks``)
+and the embedded runner (``worker.embedded``). The database decides who runs a
+job (``crud.claim_job``), so a message delivered twice runs the job once; a
+resumed attempt continues from the checkpoint recorded with its last epoch.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+import growth
+from growth.errors import Interrupted, SpecError
+from growth.events import ArchitectureChanged, EpochEnd, Event
+
+from . import artifacts, crud
+from .db.models import JobStatus
+from .db.session import session_factory
+from .settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    """How ``run_job`` ended, from this worker's point of view (the Celery task's return value)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    RELEASED = "released"  # handed back to the queue because this process is stopping
+    LOST = "lost"  # the lease went to someone else (or the reaper); this worker stopped writing
+    SKIPPED = "skipped"  # not claimable: running elsewhere, finished, cancelled or out of attempts
+
+
+class LeaseLost(Exception):
+    """This attempt no longer holds the job; raised from the event handler to stop the run."""
+
+
+class Heartbeat:
+    """A thread that renews the lease every ``interval`` seconds and learns about cancel requests.
+
+    ``should_stop`` is what growth polls at batch boundaries: True once a cancel
+    was requested, the lease was lost, or the hosting process asked to stop.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], job_id: uuid.UUID, lease_owner: str, *,
+                 lease_seconds: float, interval: float, process_stopping: Callable[[], bool] | None = None) -> None:
+        self._sessions = sessions
+        self._job_id = job_id
+        self._lease_owner = lease_owner
+        self._lease_seconds = lease_seconds
+        self._interval = interval
+        self._process_stopping = process_stopping or (lambda: False)
+        self._done = threading.Event()
+        self.cancel_requested = threading.Event()
+        self.lost = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def should_stop(self) -> bool:
+        return self.cancel_requested.is_set() or self.lost.is_set() or self._process_stopping()
+
+    def _beat(self) -> None:
+        while not self._done.wait(self._interval):
+            try:
+                with self._sessions() as session:
+                    cancel = crud.renew_lease(session, self._job_id, lease_owner=self._lease_owner,
+                                              lease_seconds=self._lease_seconds)
+            except Exception:  # the database may come back before the lease runs out; keep trying
+                log.exception("job %s: could not renew the lease", self._job_id)
+                continue
+            if cancel is None:
+                log.warning("job %s: lease lost; stopping at the next batch boundary", self._job_id)
+                self.lost.set()
+                return
+            if cancel:
+                self.cancel_requested.set()
+
+
+class EpochRecorder:
+    """The ``on_event`` handler: each epoch commits with the architecture changes made at its end.
+
+    Changes are held back until their epoch is recorded, so a run that dies in
+    between and resumes from the previous checkpoint reports them exactly once.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], job_id: uuid.UUID, lease_owner: str,
+                 lease_seconds: float) -> None:
+        self._sessions = sessions
+        self._job_id = job_id
+        self._lease_owner = lease_owner
+        self._lease_seconds = lease_seconds
+        self._pending: list[ArchitectureChanged] = []
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, ArchitectureChanged):
+            self._pending.append(event)
+        elif isinstance(event, EpochEnd):
+            with self._sessions() as session:
+                recorded = crud.record_epoch(session, self._job_id, lease_owner=self._lease_owner,
+                                             lease_seconds=self._lease_seconds, epoch=event, changes=self._pending)
+            if not recorded:
+                raise LeaseLost(f"job {self._job_id}: lease lost before epoch {event.epoch} was recorded")
+            self._pending = []
+
+
+def new_lease_owner(worker_name: str) -> str:
+    """A token unique to one attempt: a restarted worker with the same name must not inherit a lease."""
+    return f"{worker_name}/{uuid.uuid4().hex[:12]}"
+
+
+def run_job(
+    job_id: uuid.UUID,
+    *,
+    worker_name: str,
+    settings: Settings | None = None,
+    process_stopping: Callable[[], bool] | None = None,
+) -> Outcome:
+    """Claim ``job_id`` and run it to a final state (or hand it back); never raises for a job's own errors.
+
+    ``process_stopping`` lets the embedded runner stop at a batch boundary when
+    its process shuts down; the job then goes back to the queue and resumes from
+    its last checkpoint.
+    """
+    settings = settings or get_settings()
+    sessions = session_factory(settings.database_url)
+    lease_owner = new_lease_owner(worker_name)
+    with sessions() as session:
+        claim = crud.claim_job(session, job_id, lease_owner=lease_owner, worker=worker_name,
+                               lease_seconds=settings.lease_seconds)
+    if claim is None:
+        log.info("job %s: not claimable (running elsewhere, finished or cancelled); skipping", job_id)
+        return Outcome.SKIPPED
+    log.info("job %s: attempt %d on %s%s", job_id, claim.attempt, worker_name,
+             f", resuming after epoch {claim.checkpoint_epoch}" if claim.checkpoint_path else "")
+
+    heartbeat = Heartbeat(sessions, job_id, lease_owner, lease_seconds=settings.lease_seconds,
+                          interval=settings.heartbeat_seconds, process_stopping=process_stopping)
+    recorder = EpochRecorder(sessions, job_id, lease_owner, settings.lease_seconds)
+    checkpoints = artifacts.checkpoint_dir(settings.artifact_dir, job_id, claim.attempt)
+    try:
+        with heartbeat:
+            result = growth.run(claim.spec, recorder, checkpoint_dir=checkpoints,
+                                resume_from=claim.checkpoint_path, should_stop=heartbeat.should_stop)
+    except Interrupted:
+        if heartbeat.lost.is_set():
+            return Outcome.LOST
+        if heartbeat.cancel_requested.is_set():
+            return _end(sessions, settings, claim, JobStatus.CANCELED, None)
+        with sessions() as session:
+            released = crud.release_job(session, job_id, lease_owner=lease_owner, reason="worker shutting down")
+        return Outcome.RELEASED if released else Outcome.LOST
+    except LeaseLost:
+        return Outcome.LOST
+    except Exception as exc:
+        log.exception("job %s failed", job_id)
+        return _end(sessions, settings, claim, JobStatus.FAILED, describe_error(exc))
+    return _succeed(sessions, settings, claim, result)
+
+
+def describe_error(exc: BaseException) -> str:
+    """The message stored in ``jobs.error``: spec errors name their field, others their type."""
+    if isinstance(exc, SpecError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _succeed(sessions: sessionmaker[Session], settings: Settings, claim: crud.Claim,
+             result: dict[str, Any]) -> Outcome:
+    final_state = Path(result["weights"])
+    weights = artifacts.write_weights(final_state, artifacts.weights_path(settings.artifact_dir, claim.job_id),
+                                      result["final"]["model"])
+    final_state.unlink(missing_ok=True)  # the safetensors file replaces growth's torch copy
+    with sessions() as session:
+        finished = crud.finish_job(session, claim.job_id, lease_owner=claim.lease_owner, result=result,
+                                   weights=weights)
+    if not finished:
+        return Outcome.LOST
+    _tidy(sessions, settings, claim.job_id)
+    return Outcome.SUCCEEDED
+
+
+def _end(sessions: sessionmaker[Session], settings: Settings, claim: crud.Claim, status: JobStatus,
+         error: str | None) -> Outcome:
+    with sessions() as session:
+        ended = crud.end_job(session, claim.job_id, lease_owner=claim.lease_owner, status=status, error=error)
+    if not ended:
+        return Outcome.LOST
+    _tidy(sessions, settings, claim.job_id)
+    return Outcome(status.value)
+
+
+def _tidy(sessions: sessionmaker[Session], settings: Settings, job_id: uuid.UUID) -> None:
+    """Drop the checkpoint folders of earlier attempts; the one holding the recorded checkpoint stays."""
+    from .db.models import Job
+
+    with sessions() as session:
+        checkpoint = session.get(Job, job_id).checkpoint_path  # type: ignore[union-attr]
+    artifacts.remove_other_attempts(settings.artifact_dir, job_id, Path(checkpoint) if checkpoint else None)
