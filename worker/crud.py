@@ -30,21 +30,6 @@ from .db.models import Artifact, ArtifactKind, EventKind, Job, JobEpoch, JobEven
 # --------------------------------------------------------------------------- creating and cancelling
 
 
-def planned_epochs(spec: JobSpec, cap: int = 100_000) -> int:
-    """Epochs the method's schedule runs if it never stops early: the job's ``progress_total`` until it ends.
-
-    Growth can stop growing early (and then fine-tunes sooner), so for growing
-    methods this is an upper bound; the finished job stores the real count.
-    """
-    from growth.methods import METHODS
-
-    method = METHODS[spec.method](spec)
-    epochs = 0
-    while epochs < cap and method.schedule(epochs) is not None:
-        epochs += 1
-    return epochs
-
-
 def create_job(
     session: Session,
     *,
@@ -68,7 +53,7 @@ def create_job(
     normalised = job_spec.to_dict()
     job = Job(owner=owner, method=job_spec.method, spec=normalised, status=JobStatus.QUEUED, attempts=0,
               max_attempts=max_attempts, idempotency_key=idempotency_key, progress_epoch=0,
-              progress_total=planned_epochs(job_spec), current_model=normalised["model"])
+              progress_total=job_spec.total_epochs, current_model=normalised["model"])
     session.add(job)
     try:
         session.flush()

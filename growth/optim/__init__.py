@@ -11,8 +11,12 @@ from growth.optim.dessilbi import (
     support_counts,
     unit_support,
 )
+from growth.optim.prox_sgd import ProxSGD
+from growth.optim.rmda import RMDA
 
 __all__ = [
+    "ProxSGD",
+    "RMDA",
     "DessiLBI",
     "StructureMasks",
     "masks",

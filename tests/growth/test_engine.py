@@ -59,11 +59,13 @@ def test_ratio_rule_widens_exactly_the_units_at_or_above_threshold():
 
 
 def test_growth_stops_the_first_time_no_unit_triggers_then_finetunes():
-    job = parse_spec(tiny_spec(growth={"every": 1, "threshold": 1.0, "finetune_epochs": 2}))
+    job = parse_spec(tiny_spec(growth={"every": 1, "threshold": 1.0, "finetune_epochs": 2},
+                               optimizer={"lam": 1000.0}))
     events = []
     result = growth.run(job, events.append)
     phases = [row["phase"] for row in result["history"]]
-    # Γ starts at zero, so after epoch 0 no unit has ratio 1.0: growth stops at once.
+    # With a huge λ no filter enters Γ's support in one epoch: no unit triggers, growth stops at once.
+    assert result["history"][0]["units"][0]["selected"] == 0
     assert phases == ["grow", "finetune", "finetune"]
     assert [row["lr"] for row in result["history"]] == pytest.approx([0.05, 0.005, 0.005])
     assert not any(isinstance(e, ArchitectureChanged) for e in events)
@@ -186,9 +188,8 @@ def test_l1_prune_phases_and_widths():
 
 
 def test_l1_prune_from_checkpoint_skips_dense_training(tmp_path):
-    dense = growth.run({**tiny_spec(), "method": "dense", "model": {"layers": [8, "M", 8]}},
-                       checkpoint_dir=tmp_path)
-    spec = {**tiny_spec(), "method": "l1_prune", "model": {"layers": [8, "M", 8]},
+    dense = growth.run(tiny_spec(method="dense", model={"layers": [8, "M", 8]}), checkpoint_dir=tmp_path)
+    spec = {**tiny_spec(model={"layers": [8, "M", 8]}), "method": "l1_prune",
             "prune": {"keep": {"conv2": 0.25}, "finetune_epochs": 1, "from_checkpoint": dense["weights"]}}
     result = growth.run(spec)
     assert [r["phase"] for r in result["history"]] == ["finetune"]

@@ -1,0 +1,72 @@
+"""What a submitted job may ask for: the spec's own rules plus this server's limits.
+
+Everything here runs before a job is stored or queued, and every refusal is a
+``growth.errors.SpecError`` naming the field, so the API answers 422 with the
+same ``loc`` shape as any other validation error.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from growth.errors import SpecError
+from growth.spec import JobSpec, input_shape_of, parse_spec
+from worker.settings import Settings
+
+# Model-spec integers that are not layer widths.
+_NOT_WIDTHS = frozenset({"in_channels", "num_classes", "input_size", "stride"})
+
+# Counting builds the model (on the meta device): linear in its depth, about 3 ms per
+# layer. The bound keeps a 1 MB body of `[1, 1, 1, ...]` from costing minutes of CPU;
+# it is far above any network in the papers (ResNet-110 has 109 conv layers).
+MAX_LAYERS = 2000
+
+
+class LimitExceeded(SpecError):
+    """A valid spec that asks for more than this server allows."""
+
+
+def parse_submission(raw: Any, settings: Settings) -> JobSpec:
+    """``growth.spec.parse_spec`` plus what a shared server refuses; raises ``SpecError`` (or ``LimitExceeded``)."""
+    spec = parse_spec(raw)
+    if spec.prune.from_checkpoint is not None:
+        raise LimitExceeded("prune.from_checkpoint",
+                        "is a file path on the machine that runs the job and is not accepted over HTTP; "
+                        "use method 'l1_prune' with train.epochs to train the dense network in the same job")
+    check_limits(spec, settings)
+    return spec
+
+
+def check_limits(spec: JobSpec, settings: Settings) -> None:
+    total = spec.total_epochs
+    if total > settings.max_epochs:
+        raise LimitExceeded("train.epochs", f"the job would run {total} epochs over all its phases (training plus "
+                                        f"fine-tuning); this server allows at most {settings.max_epochs}")
+    layers = 0
+    for path, width in model_widths(spec.model, "model"):
+        layers += 1
+        if width > settings.max_width:
+            raise LimitExceeded(path, f"width {width} is above this server's limit of {settings.max_width}")
+    if layers > MAX_LAYERS:
+        raise LimitExceeded("model", f"has {layers} layers; this server allows at most {MAX_LAYERS}")
+    if spec.method == "grow" and spec.growth.max_width > settings.max_width:
+        raise LimitExceeded("growth.max_width", f"must be at most this server's width limit of {settings.max_width}")
+
+    from growth.counting import count  # imports torch: only once the cheap checks have passed
+
+    params = count(spec.model, input_shape_of(spec.data)).params
+    if params > settings.max_params:
+        raise LimitExceeded("model", f"has {params:,} parameters; this server allows at most {settings.max_params:,}")
+
+
+def model_widths(model: Any, path: str) -> Iterator[tuple[str, int]]:
+    """Every layer width in a (validated) model spec, with its dotted path: ``model.layers[3]``."""
+    if isinstance(model, Mapping):
+        for key, value in model.items():
+            if key not in _NOT_WIDTHS:
+                yield from model_widths(value, f"{path}.{key}")
+    elif isinstance(model, list):
+        for i, value in enumerate(model):
+            yield from model_widths(value, f"{path}[{i}]")
+    elif isinstance(model, int) and not isinstance(model, bool):
+        yield path, model
