@@ -149,12 +149,31 @@ class JobArchitecture(_Response):
 # --- comparison -----------------------------------------------------------------------
 
 
+class Table4Row(BaseModel):
+    name: str = Field(description="A unit (conv1, stage1.block1, …) or Params, MACs, Test accuracy, "
+                                  "Wall time (s), Epochs.")
+    values: list[int | float | None] = Field(description="One per job, in column order; null: the job lacks the unit.")
+
+
+class Table4(BaseModel):
+    columns: list[str]
+    rows: list[Table4Row]
+
+
+class Table5Row(BaseModel):
+    run: str
+    method: str
+    params: int
+    test_accuracy: float
+    relative_params: float | None = Field(description="params / the first job's params.")
+
+
 class ComparisonRead(BaseModel):
-    """Table 4 (per-layer widths) and Table 5 (parameters, accuracy) for several jobs."""
+    """Table 4 (final width of every layer) and Table 5 (parameters, accuracy) of the DessiLBI paper."""
 
-    model_config = ConfigDict(extra="allow")
-
-    job_ids: list[uuid.UUID]
+    job_ids: list[uuid.UUID] = Field(description="The jobs, in column order.")
+    table4: Table4
+    table5: list[Table5Row]
 
 
 # --- health ---------------------------------------------------------------------------

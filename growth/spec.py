@@ -94,7 +94,7 @@ class AutogrowSpec:
     patience: int = field(default=6, metadata=_bounded(1, hint="J, epochs over which improvement is measured"))
     min_improvement: float = field(default=0.05, metadata=_bounded(0, 100, hint="percentage points"))
     initializer: str = "gaussian"
-    init_std: float = field(default=0.01, metadata=_bounded(0))
+    init_std: float = field(default=1e-3, metadata=_bounded(0, hint="σ of the new block's last BN weight"))
     max_blocks: int = field(default=8, metadata=_bounded(1))
     finetune_epochs: int = field(default=20, metadata=_bounded(0))
 
@@ -178,6 +178,7 @@ def parse_spec(raw: Mapping[str, Any] | JobSpec) -> JobSpec:
     # The data decide input channels and classes unless the model says otherwise.
     model.setdefault("in_channels", _data_channels(data))
     model.setdefault("num_classes", _data_classes(data))
+    model.setdefault("input_size", list(input_shape_of(data)[1:]))
     model = validate_model_spec(model)
     sections = {name: _section(cls, raw.get(name, {}), name) for name, cls in _SECTIONS.items()}
     spec = JobSpec(method=method, seed=seed, model=model, data=data, **sections)

@@ -49,13 +49,16 @@ bearer_scheme = HTTPBearer(
 
 
 def get_current_owner(
-    session: SessionDep,
+    sessions: SessionFactoryDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> str:
     if credentials is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key: send 'Authorization: Bearer <key>'",
                             headers={"WWW-Authenticate": 'Bearer realm="netgrow"'})
-    owner = keys.authenticate(session, credentials.credentials)
+    # A session of its own, closed at once: the request's SessionDep lives until the response
+    # is sent, which for an event stream is minutes, and must not pin a pooled connection.
+    with sessions() as session:
+        owner = keys.authenticate(session, credentials.credentials)
     if owner is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key",
                             headers={"WWW-Authenticate": 'Bearer realm="netgrow", error="invalid_token"'})

@@ -61,7 +61,8 @@ class AutoGrow(Method):
         change = Change("add_block")
         for s in self.growing:
             n_blocks = len(stages[s]["blocks"])
-            surgery.add_block(ctx.model, ctx.optimizer, s, initializer=a.initializer, generator=ctx.init_rng)
+            surgery.add_block(ctx.model, ctx.optimizer, s, initializer=a.initializer, generator=ctx.init_rng,
+                              std=a.init_std)
             block_unit = f"stage{s + 1}.block{n_blocks + 1}"
             change.units[block_unit] = (0, ctx.model.unit(block_unit).width)
         return [change]

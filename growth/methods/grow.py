@@ -58,8 +58,9 @@ class Grow(Method):
         for stat in ctx.unit_stats():
             if stat.ratio >= g.threshold and stat.width < g.max_width:
                 change.units[stat.name] = (stat.width, grown_width(stat.width, add, g.factor, g.max_width))
-        for name, (_, new) in change.units.items():
-            surgery.widen(ctx.model, ctx.optimizer, ctx.model.unit(name), new, generator=ctx.init_rng)
+        # One batched call rewrites every tensor once (a conv is both a producer and a consumer).
+        surgery.widen_units(ctx.model, ctx.optimizer, {name: new for name, (_, new) in change.units.items()},
+                            generator=ctx.init_rng)
         if not change.units:
             self.finetune_start = epoch + 1
             return []

@@ -378,7 +378,7 @@ def _magnitude_scaling_factors(
         w_norm = w.abs()
         selected = (gamma != 0).sum()
         nonzero = (w != 0).sum()
-    keep = 1.0 - selected / nonzero.clamp(min=1)
+    keep = 1.0 - selected.to(w.dtype) / nonzero.clamp(min=1).to(w.dtype)
     beta = (keep / w_norm.clamp(min=1.0)).clamp(min=beta_min)
     return beta, w_norm
 

@@ -1,0 +1,1 @@
+"""netgrow's HTTP service (FastAPI) and command line."""

@@ -1,0 +1,18 @@
+"""The API's routers: one per resource; everything under /v1 needs an API key."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from app.api.deps import get_current_owner
+from app.api.routes import compare, health, jobs
+from app.schemas import ErrorBody
+
+UNAUTHORIZED = {401: {"model": ErrorBody, "description": "Missing, invalid or revoked API key."}}
+
+v1_router = APIRouter(prefix="/v1", dependencies=[Depends(get_current_owner)], responses=UNAUTHORIZED)
+v1_router.include_router(jobs.router)
+v1_router.include_router(compare.router)
+
+api_router = APIRouter()
+api_router.include_router(v1_router)
+api_router.include_router(health.router)

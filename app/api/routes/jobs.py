@@ -1,0 +1,290 @@
+"""/v1/jobs: submit, list, inspect, follow, cancel and retry growth jobs, and fetch their weights."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Header, HTTPException, Query, Request, Response, status
+from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import StringConstraints
+from starlette.concurrency import run_in_threadpool
+
+from app import crud
+from app.api.deps import CurrentOwner, JobId, OwnedJob, SessionDep, SessionFactoryDep, SettingsDep
+from app.api.errors import spec_validation_error, validation_error
+from app.limits import LimitExceeded, parse_submission
+from app.schemas import (
+    TERMINAL_STATUSES,
+    ErrorBody,
+    JobArchitecture,
+    JobHistory,
+    JobLinks,
+    JobMetrics,
+    JobPage,
+    JobProgress,
+    JobRead,
+    JobStatus,
+    ValidationErrorBody,
+)
+from app.sse import job_event_stream
+from growth.errors import SpecError
+from growth.spec import METHODS
+from worker import crud as jobs_store
+from worker.db.models import Job
+from worker.queue import enqueue
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+Method = Literal[METHODS]  # type: ignore[valid-type]
+# Bounds that keep query values inside a 32-bit integer column on every backend.
+MAX_QUERY_INT = 2**31 - 1
+UnitName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
+IdempotencyKey = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,200}$")]
+
+NOT_FOUND = {404: {"model": ErrorBody, "description": "No such job among the caller's jobs."}}
+INVALID = {422: {"model": ValidationErrorBody, "description": "A field is invalid; `loc` names it."}}
+
+SPEC_EXAMPLE = {
+    "method": "grow",
+    "seed": 0,
+    "model": {"family": "vgg", "layers": [4, "M", 4]},
+    "data": {"name": "digits"},
+    "train": {"epochs": 3, "batch_size": 128},
+    "growth": {"every": 1, "finetune_epochs": 1},
+}
+
+
+def job_read(job: Job, request: Request) -> JobRead:
+    base = request.app.url_path_for("read_job", job_id=str(job.id))
+    total = job.progress_total
+    return JobRead(
+        id=job.id,
+        method=job.method,
+        status=job.status,
+        spec=job.spec,
+        progress=JobProgress(epoch=job.progress_epoch, total=total,
+                             fraction=min(1.0, job.progress_epoch / total) if total else 0.0),
+        current_widths=job.current_widths,
+        metrics=JobMetrics(params=job.params, macs=job.macs, test_accuracy=job.test_accuracy,
+                           wall_seconds=job.wall_seconds),
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        cancel_requested=job.cancel_requested,
+        error=job.error,
+        worker=job.worker,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        links=JobLinks(self=base, history=f"{base}/history", events=f"{base}/events",
+                       architecture=f"{base}/architecture", cancel=f"{base}/cancel", retry=f"{base}/retry",
+                       weights=f"{base}/artifacts/weights"),
+    )
+
+
+def _same_spec(stored: dict[str, Any], submitted: dict[str, Any]) -> bool:
+    # Compare as stored JSON: the database hands back what json.dumps wrote.
+    return json.dumps(stored, sort_keys=True) == json.dumps(json.loads(json.dumps(submitted)), sort_keys=True)
+
+
+def _enqueue_or_503(job: Job, settings: Any) -> None:
+    try:
+        enqueue(job.id, settings)
+    except Exception as exc:
+        log.exception("job %s: stored but could not be queued", job.id)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            f"job {job.id} is stored but the queue is unreachable ({type(exc).__name__}); "
+                            "send the same request again with the same Idempotency-Key") from exc
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": JobRead, "description": "A retry with an Idempotency-Key already used: the same job."},
+        413: {"model": ErrorBody, "description": "The body is larger than the server's limit."},
+        422: {"model": ValidationErrorBody,
+              "description": "Invalid spec, a spec above the server's limits, or an Idempotency-Key reused "
+                             "for a different spec; `loc` names the field."},
+        503: {"model": ErrorBody, "description": "Stored, but the queue is unreachable: retry with the same key."},
+    },
+)
+def submit_job(
+    body: Annotated[dict[str, Any], Body(
+        description="A job spec, the same JSON as `netgrow grow SPEC.json` (docs/architecture.md).",
+        openapi_examples={"small growth job": {"value": SPEC_EXAMPLE}})],
+    request: Request,
+    response: Response,
+    owner: CurrentOwner,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[IdempotencyKey | None, Header(
+        alias="Idempotency-Key",
+        description="Makes retries safe: the same key (per API key owner) returns the same job.")] = None,
+) -> JobRead:
+    """Validate a job spec against the server's limits, store it as a queued job and hand it to a worker."""
+    try:
+        spec = parse_submission(body, settings)
+    except SpecError as exc:
+        raise spec_validation_error(exc, "limit_exceeded" if isinstance(exc, LimitExceeded) else "spec_error")
+    job, created = jobs_store.create_job(session, owner=owner, spec=spec, max_attempts=settings.max_attempts,
+                                         idempotency_key=idempotency_key)
+    if not created and not _same_spec(job.spec, spec.to_dict()):
+        raise validation_error(["header", "Idempotency-Key"],
+                               f"this key was already used for job {job.id} with a different spec; "
+                               "use a new key for a new job", "idempotency_key_reused")
+    if created or job.status == "queued":
+        # Sending a queued job's id again is harmless (workers claim it in the database), and
+        # it heals a submission whose first enqueue failed.
+        _enqueue_or_503(job, settings)
+    read = job_read(job, request)
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    response.headers["Location"] = read.links.self
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return read
+
+
+@router.get("")
+def list_jobs(
+    request: Request,
+    owner: CurrentOwner,
+    session: SessionDep,
+    settings: SettingsDep,
+    status_: Annotated[JobStatus | None, Query(alias="status", description="Only jobs in this state.")] = None,
+    method: Annotated[Method | None, Query(description="Only jobs of this method.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_QUERY_INT,
+                                description="Page size; capped at the server's maximum (the page's `limit` "
+                                            "says what was used).")] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_QUERY_INT, description="Jobs to skip, newest first.")] = 0,
+) -> JobPage:
+    """The caller's jobs, newest first, one page at a time, with the total matching the filters."""
+    limit = min(limit, settings.api_page_size_max)
+    jobs, total = crud.list_jobs(session, crud.JobFilter(owner, status_, method), limit=limit, offset=offset)
+    return JobPage(items=[job_read(job, request) for job in jobs], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{job_id}", responses=NOT_FOUND)
+def read_job(job: OwnedJob, request: Request) -> JobRead:
+    """Status, progress, current layer widths, metrics, attempts and error of one job."""
+    return job_read(job, request)
+
+
+@router.get("/{job_id}/history", responses=NOT_FOUND | INVALID)
+def read_history(
+    job: OwnedJob,
+    session: SessionDep,
+    layer: Annotated[list[UnitName] | None, Query(description="Only these units (repeatable), e.g. conv1.")] = None,
+    from_epoch: Annotated[int | None, Query(ge=0, le=MAX_QUERY_INT, description="First epoch (0-based).")] = None,
+    to_epoch: Annotated[int | None, Query(ge=0, le=MAX_QUERY_INT, description="Last epoch, inclusive.")] = None,
+) -> JobHistory:
+    """Per-epoch metrics with the width and selected filters of every unit: the filter-configuration history."""
+    epochs = crud.history(session, job.id, units=layer or (), from_epoch=from_epoch, to_epoch=to_epoch)
+    return JobHistory(job_id=job.id, status=job.status, epochs=epochs)
+
+
+@router.get("/{job_id}/architecture", responses=NOT_FOUND)
+def read_architecture(job: OwnedJob) -> JobArchitecture:
+    """The job's current model spec (the grown one once it succeeded), usable as the `model` of a new job."""
+    model = job.current_model or job.spec["model"]
+    return JobArchitecture(job_id=job.id, status=job.status, epoch=job.progress_epoch,
+                           final=job.status == "succeeded", model=model)
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                     "description": "`event: state|epoch|architecture`, `id:` the event's id, `data:` JSON; "
+                                    "the stream ends after the terminal state event."}} | NOT_FOUND,
+)
+async def stream_events(
+    job_id: JobId,
+    owner: CurrentOwner,
+    request: Request,
+    sessions: SessionFactoryDep,
+    last_event_id: Annotated[str | None, Header(
+        alias="Last-Event-ID", description="Resume after this event id (sent by SSE clients on reconnect).")] = None,
+) -> StreamingResponse:
+    """Server-Sent Events: every state change, epoch and architecture change of the job, live.
+
+    Each poll takes a pooled connection for one query and gives it back, so an
+    open stream holds no connection (and no thread) while it waits.
+    """
+    def owned() -> bool:
+        with sessions() as session:
+            return crud.get_job(session, job_id, owner) is not None
+
+    if not await run_in_threadpool(owned):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
+    after = int(last_event_id) if last_event_id is not None and last_event_id.strip().isdigit() else 0
+
+    def events_after(cursor: int) -> list:
+        with sessions() as session:
+            return crud.events_after(session, job_id, cursor)
+
+    def job_is_finished() -> bool:
+        with sessions() as session:
+            return crud.job_status(session, job_id) in TERMINAL_STATUSES
+
+    stream = job_event_stream(events_after, job_is_finished, last_event_id=after,
+                              poll_seconds=request.app.state.sse_poll_seconds,
+                              heartbeat_seconds=request.app.state.sse_heartbeat_seconds)
+    return StreamingResponse(stream, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post(
+    "/{job_id}/cancel",
+    responses=NOT_FOUND | {409: {"model": ErrorBody, "description": "The job has already finished."}},
+)
+def cancel_job(job: OwnedJob, request: Request, session: SessionDep) -> JobRead:
+    """Cancel a job: a queued one at once, a running one at its next batch boundary (its history stays)."""
+    if job.status in TERMINAL_STATUSES:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"job {job.id} has already {job.status}")
+    canceled = jobs_store.request_cancel(session, job.id)
+    assert canceled is not None  # the job exists: OwnedJob just loaded it
+    return job_read(canceled, request)
+
+
+@router.post(
+    "/{job_id}/retry",
+    responses=NOT_FOUND | {409: {"model": ErrorBody, "description": "Only failed or canceled jobs are retried."},
+                           503: {"model": ErrorBody, "description": "Re-queued, but the queue is unreachable."}},
+)
+def retry_job(job: OwnedJob, request: Request, session: SessionDep, settings: SettingsDep) -> JobRead:
+    """Queue a failed or canceled job again; it resumes after its last checkpointed epoch."""
+    if job.status not in ("failed", "canceled"):
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            f"job {job.id} is {job.status}; only failed or canceled jobs can be retried")
+    requeued = jobs_store.retry_job(session, job.id, extra_attempts=settings.max_attempts)
+    if requeued is None:  # it changed state between the read and the update
+        raise HTTPException(status.HTTP_409_CONFLICT, f"job {job.id} is no longer failed or canceled")
+    _enqueue_or_503(requeued, settings)
+    return job_read(requeued, request)
+
+
+@router.get(
+    "/{job_id}/artifacts/weights",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                     "description": "The final state_dict as safetensors (the model spec is in its metadata)."},
+               409: {"model": ErrorBody, "description": "The job has not succeeded."}} | NOT_FOUND,
+)
+def download_weights(job: OwnedJob, session: SessionDep) -> FileResponse:
+    """The grown network's final weights (safetensors); its header metadata holds the model spec."""
+    if job.status != "succeeded":
+        raise HTTPException(status.HTTP_409_CONFLICT, f"job {job.id} is {job.status}; weights exist once it succeeded")
+    artifact = crud.weights_artifact(session, job.id)
+    if artifact is None or not _is_file(artifact.path):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"the weights of job {job.id} are no longer stored")
+    return FileResponse(artifact.path, media_type="application/octet-stream", filename=f"{job.id}.safetensors",
+                        headers={"X-Content-SHA256": artifact.sha256})
+
+
+def _is_file(path: str) -> bool:
+    from pathlib import Path
+
+    return Path(path).is_file()

@@ -1,0 +1,377 @@
+"""The job lifecycle in-process: keys, claims, leases, the reaper, and real runs of the growth engine.
+
+Every test runs on a database of its own; the ``database_url`` ones run on
+PostgreSQL and on SQLite.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+from sqlalchemy import func, select, update
+
+from growth.errors import SpecError
+from growth.events import EpochEnd, UnitStat
+from worker import crud, keys
+from worker.artifacts import sha256_file
+from worker.db import ApiKey, Artifact, Job, JobEpoch, JobEvent, JobLayer, JobStatus, session_factory, utcnow
+from worker.embedded import start_embedded, stop_embedded
+from worker.jobs import Outcome, run_job
+from worker.queue import enqueue
+from worker.reaper import reap_once
+
+pytestmark = pytest.mark.service
+
+
+def tiny_spec(epochs: int = 3, finetune: int = 1, **over: object) -> dict:
+    """A grow job that takes well under a second per epoch on one CPU core and widens at least once."""
+    spec = {
+        "method": "grow",
+        "seed": 3,
+        "model": {"family": "vgg", "layers": [4, "M", 4], "classifier": []},
+        "data": {"name": "synthetic", "num_classes": 3, "channels": 1, "size": 8, "samples": 240},
+        "train": {"epochs": epochs, "batch_size": 32, "lr": 0.05},
+        "optimizer": {"nu": 1.0, "lam": 0.05},
+        "growth": {"every": 1, "threshold": 0.5, "add": 2, "finetune_epochs": finetune},
+    }
+    spec.update(over)
+    return spec
+
+
+@pytest.fixture
+def settings(settings_env, database_url):
+    return settings_env(database_url=database_url, lease_seconds=3, heartbeat_seconds=0.2, reaper_seconds=0.2)
+
+
+@pytest.fixture
+def sessions(settings):
+    return session_factory(settings.database_url)
+
+
+def new_job(sessions, spec=None, *, max_attempts=3, owner="alice") -> uuid.UUID:
+    with sessions() as session:
+        job, created = crud.create_job(session, owner=owner, spec=spec or tiny_spec(), max_attempts=max_attempts)
+    assert created
+    return job.id
+
+
+def load_job(sessions, job_id) -> Job:
+    with sessions() as session:
+        return session.get(Job, job_id)
+
+
+def epochs_of(sessions, job_id) -> list[JobEpoch]:
+    with sessions() as session:
+        return list(session.scalars(select(JobEpoch).where(JobEpoch.job_id == job_id).order_by(JobEpoch.epoch)))
+
+
+def events_of(sessions, job_id) -> list[JobEvent]:
+    with sessions() as session:
+        return list(session.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)))
+
+
+def expire_lease(sessions, job_id) -> None:
+    with sessions() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+        session.commit()
+
+
+def claim(sessions, job_id, owner="w1/a", lease_seconds=60.0):
+    with sessions() as session:
+        return crud.claim_job(session, job_id, lease_owner=owner, worker=owner.split("/")[0],
+                              lease_seconds=lease_seconds)
+
+
+def an_epoch(epoch: int, checkpoint: str | None = None) -> EpochEnd:
+    return EpochEnd(epoch=epoch, phase="grow", train_loss=float("nan"), val_accuracy=0.5, lr=0.1, params=100,
+                    macs=200, seconds=0.1, units=[UnitStat("conv1", 4, 3, 0.75)], checkpoint=checkpoint)
+
+
+# --------------------------------------------------------------------------- keys and jobs
+
+
+def test_api_keys_store_only_a_hash_and_authenticate_their_owner(sessions):
+    with sessions() as session:
+        secret = keys.create_key(session, "alice")
+        other = keys.create_key(session, "bob")
+    assert secret.startswith("ng_") and len(secret) == 3 + 43 and secret != other
+    with sessions() as session:
+        stored = session.scalars(select(ApiKey).where(ApiKey.owner == "alice")).one()
+        assert stored.key_hash == keys.hash_key(secret) and secret not in (stored.key_hash, stored.prefix)
+        assert stored.prefix == secret[:12]
+        assert keys.authenticate(session, secret) == "alice"
+        assert keys.authenticate(session, other) == "bob"
+        assert keys.authenticate(session, secret[:-1] + ("A" if secret[-1] != "A" else "B")) is None
+        assert keys.authenticate(session, "") is None
+        assert keys.revoke_key(session, stored.prefix) == 1
+        assert keys.authenticate(session, secret) is None
+        assert keys.authenticate(session, other) == "bob"
+
+
+def test_create_job_normalises_the_spec_and_honours_idempotency_keys(sessions):
+    with sessions() as session:
+        job, created = crud.create_job(session, owner="alice", spec=tiny_spec(epochs=4, finetune=2),
+                                       max_attempts=3, idempotency_key="k1")
+        again, created_again = crud.create_job(session, owner="alice", spec=tiny_spec(epochs=9), max_attempts=3,
+                                               idempotency_key="k1")
+        others, created_for_bob = crud.create_job(session, owner="bob", spec=tiny_spec(), max_attempts=3,
+                                                  idempotency_key="k1")
+    assert created and not created_again and created_for_bob
+    assert again.id == job.id and others.id != job.id
+    stored = load_job(sessions, job.id)
+    assert stored.status == JobStatus.QUEUED and stored.attempts == 0 and stored.method == "grow"
+    assert stored.spec["train"]["epochs"] == 4 and stored.spec["train"]["momentum"] == 0.9  # defaults filled
+    assert stored.progress_total == 4 + 2 and stored.current_model == stored.spec["model"]
+    assert [e.payload for e in events_of(sessions, job.id)] == [{"status": "queued"}]
+
+
+def test_a_bad_spec_is_rejected_before_anything_is_stored(sessions):
+    with sessions() as session, pytest.raises(SpecError) as error:
+        crud.create_job(session, owner="alice", spec=tiny_spec(growth={"threshold": 2}), max_attempts=3)
+    assert error.value.field == "growth.threshold"
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 0
+
+
+# --------------------------------------------------------------------------- claims and leases
+
+
+def test_a_claim_is_exclusive_while_its_lease_lives_and_fences_the_loser(sessions):
+    job_id = new_job(sessions)
+    first = claim(sessions, job_id, "w1/a")
+    assert first is not None and first.attempt == 1 and first.checkpoint_path is None
+    assert claim(sessions, job_id, "w2/b") is None  # a second delivery while w1 runs: no-op
+
+    expire_lease(sessions, job_id)  # w1 went silent
+    second = claim(sessions, job_id, "w2/b")
+    assert second is not None and second.attempt == 2
+    with sessions() as session:
+        # w1 comes back: it can neither renew nor record anything any more.
+        assert crud.renew_lease(session, job_id, lease_owner="w1/a", lease_seconds=60) is None
+        assert not crud.record_epoch(session, job_id, lease_owner="w1/a", lease_seconds=60, epoch=an_epoch(0))
+        assert crud.renew_lease(session, job_id, lease_owner="w2/b", lease_seconds=60) is False
+        assert crud.record_epoch(session, job_id, lease_owner="w2/b", lease_seconds=60,
+                                 epoch=an_epoch(0, checkpoint="/ckpt/epoch-00000.pt"))
+    [row] = epochs_of(sessions, job_id)
+    assert row.train_loss is None and row.val_accuracy == 0.5  # NaN loss stored as NULL, not rejected
+    job = load_job(sessions, job_id)
+    assert (job.worker, job.progress_epoch, job.checkpoint_epoch) == ("w2", 1, 0)
+    assert job.current_widths == {"conv1": 4}
+
+
+def test_finished_cancelled_and_exhausted_jobs_are_not_claimable(sessions):
+    finished, cancelled, exhausted = (new_job(sessions, max_attempts=m) for m in (3, 3, 1))
+    for job_id in (finished, exhausted):
+        claim(sessions, job_id, "w1/a")
+    with sessions() as session:
+        assert crud.end_job(session, finished, lease_owner="w1/a", status=JobStatus.FAILED, error="boom")
+        crud.request_cancel(session, cancelled)
+    expire_lease(sessions, exhausted)
+    for job_id in (finished, cancelled, exhausted):
+        assert claim(sessions, job_id, "w2/b") is None
+    assert load_job(sessions, exhausted).attempts == 1
+
+
+def test_cancel_stops_a_queued_job_at_once_and_flags_a_running_one(sessions):
+    queued, running = new_job(sessions), new_job(sessions)
+    claim(sessions, running, "w1/a")
+    with sessions() as session:
+        assert crud.request_cancel(session, queued).status == JobStatus.CANCELED
+        flagged = crud.request_cancel(session, running)
+        assert flagged.status == JobStatus.RUNNING and flagged.cancel_requested
+        assert crud.request_cancel(session, uuid.uuid4()) is None
+        assert crud.renew_lease(session, running, lease_owner="w1/a", lease_seconds=60) is True
+
+
+def test_the_reaper_requeues_fails_or_cancels_jobs_whose_lease_expired(settings, sessions):
+    retry, exhausted, cancelled, alive = (new_job(sessions, max_attempts=m) for m in (3, 2, 3, 3))
+    for job_id in (retry, exhausted, exhausted, cancelled, alive):
+        if job_id == exhausted:
+            expire_lease(sessions, job_id)
+        assert claim(sessions, job_id, f"w/{uuid.uuid4().hex}") is not None
+    with sessions() as session:
+        crud.request_cancel(session, cancelled)
+    for job_id in (retry, exhausted, cancelled):
+        expire_lease(sessions, job_id)
+
+    sent: list[uuid.UUID] = []
+    reaped = reap_once(settings, sent.append)
+    assert (reaped.requeued, reaped.failed, reaped.canceled) == ([retry], [exhausted], [cancelled])
+    assert sent == [retry]
+    assert load_job(sessions, retry).status == JobStatus.QUEUED and load_job(sessions, retry).lease_owner is None
+    assert load_job(sessions, exhausted).status == JobStatus.FAILED
+    assert load_job(sessions, exhausted).error.startswith("worker lost 2 times")
+    assert load_job(sessions, cancelled).status == JobStatus.CANCELED
+    assert load_job(sessions, alive).status == JobStatus.RUNNING
+    again = reap_once(settings, sent.append)  # nothing left to move; nothing sent twice
+    assert (again.requeued, again.failed, again.canceled, sent) == ([], [], [], [retry])
+    assert claim(sessions, retry, "w3/c").attempt == 2
+
+
+# --------------------------------------------------------------------------- real runs
+
+
+def test_a_job_runs_to_success_recording_every_epoch_layer_event_and_its_weights(settings, sessions):
+    from growth.data import load_dataset
+    from growth.models import build_model
+    from growth.spec import parse_spec
+    from growth.training import evaluate
+
+    job_id = new_job(sessions, tiny_spec(epochs=3, finetune=1))
+    assert run_job(job_id, worker_name="w1", settings=settings) == Outcome.SUCCEEDED
+
+    job = load_job(sessions, job_id)
+    assert job.status == JobStatus.SUCCEEDED and job.attempts == 1 and job.error is None
+    n = job.result["epochs"]
+    assert job.progress_epoch == job.progress_total == n and job.checkpoint_epoch == n - 1
+    assert "history" not in job.result and job.current_model == job.result["final"]["model"]
+    assert job.current_widths == job.result["final"]["widths"]
+    assert job.test_accuracy == job.result["final"]["test_accuracy"] and job.params == job.result["final"]["params"]
+
+    rows = epochs_of(sessions, job_id)
+    assert [r.epoch for r in rows] == list(range(n))
+    with sessions() as session:
+        layers = list(session.scalars(select(JobLayer).where(JobLayer.job_id == job_id)
+                                      .order_by(JobLayer.epoch, JobLayer.unit)))
+    # The history in the database is the history growth reports (rebuilt by a reference run of the same spec).
+    import growth
+
+    reference = growth.run(job.spec)
+    assert [(r.phase, r.train_loss, r.val_accuracy, r.lr, r.params, r.macs) for r in rows] == [
+        (h["phase"], h["train_loss"], h["val_accuracy"], h["lr"], h["params"], h["macs"])
+        for h in reference["history"]]
+    assert [(l.epoch, l.unit, l.width, l.selected, l.ratio, l.grew) for l in layers] == sorted(
+        (h["epoch"], u["name"], u["width"], u["selected"], u["ratio"], u["grew"])
+        for h in reference["history"] for u in h["units"])
+    assert any(l.grew > 0 for l in layers), "the spec is meant to widen at least once"
+
+    events = events_of(sessions, job_id)
+    kinds = [e.kind for e in events]
+    assert kinds[:2] == ["state", "state"] and kinds[-1] == "state"
+    assert [e.payload["status"] for e in events if e.kind == "state"] == ["queued", "running", "succeeded"]
+    assert [e.payload["epoch"] for e in events if e.kind == "epoch"] == list(range(n))
+    assert [e.payload["units"] for e in events if e.kind == "architecture"] == [
+        c["units"] for c in reference["events"]]
+    for change in (e for e in events if e.kind == "architecture"):  # each change is streamed before its epoch
+        following = next(e for e in events if e.id > change.id and e.kind == "epoch")
+        assert following.payload["epoch"] == change.payload["epoch"]
+
+    with sessions() as session:
+        artifacts = {a.kind: a for a in session.scalars(select(Artifact).where(Artifact.job_id == job_id))}
+    weights = artifacts["weights"]
+    assert weights.path == job.result["weights"] and weights.path.endswith(f"{job_id}/weights.safetensors")
+    assert weights.sha256 == sha256_file(weights.path) and artifacts["checkpoint"].epoch == n - 1
+    with safe_open(weights.path, "pt") as handle:
+        model_spec = json.loads(handle.metadata()["model"])
+    assert model_spec == job.result["final"]["model"]
+    model = build_model(model_spec)
+    model.load_state_dict(load_file(weights.path))
+    spec = parse_spec(job.spec)
+    x, y = load_dataset(spec.data, seed=spec.seed).test
+    assert evaluate(model, x, y) == job.test_accuracy  # the stored weights are the model that was scored
+
+
+def test_a_second_delivery_of_a_finished_job_does_nothing(settings, sessions):
+    job_id = new_job(sessions, tiny_spec(epochs=1, finetune=0))
+    assert run_job(job_id, worker_name="w1", settings=settings) == Outcome.SUCCEEDED
+    assert run_job(job_id, worker_name="w2", settings=settings) == Outcome.SKIPPED
+    job = load_job(sessions, job_id)
+    assert (job.attempts, job.worker, len(epochs_of(sessions, job_id))) == (1, "w1", 1)
+
+
+def test_a_run_handed_back_resumes_with_exactly_the_history_of_an_uninterrupted_run(settings, sessions):
+    spec = tiny_spec(epochs=4, finetune=1)
+    interrupted, straight = new_job(sessions, spec), new_job(sessions, spec)
+
+    def two_epochs_recorded() -> bool:
+        return len(epochs_of(sessions, interrupted)) >= 2
+
+    assert run_job(interrupted, worker_name="w1", settings=settings,
+                   process_stopping=two_epochs_recorded) == Outcome.RELEASED
+    job = load_job(sessions, interrupted)
+    assert (job.status, job.attempts, job.checkpoint_epoch) == (JobStatus.QUEUED, 0, 1)
+    assert run_job(interrupted, worker_name="w2", settings=settings) == Outcome.SUCCEEDED
+    assert run_job(straight, worker_name="w3", settings=settings) == Outcome.SUCCEEDED
+
+    resumed, reference = epochs_of(sessions, interrupted), epochs_of(sessions, straight)
+    assert [r.epoch for r in resumed] == list(range(len(reference)))
+    assert [(r.train_loss, r.val_accuracy, r.params) for r in resumed] == [
+        (r.train_loss, r.val_accuracy, r.params) for r in reference]
+    assert load_job(sessions, interrupted).test_accuracy == load_job(sessions, straight).test_accuracy
+    running = [e.payload for e in events_of(sessions, interrupted) if e.payload.get("status") == "running"]
+    assert [p["resumed_after_epoch"] for p in running] == [None, 1]
+
+
+def test_a_running_job_cancels_at_a_batch_boundary_and_keeps_its_history(settings, sessions, wait):
+    job_id = new_job(sessions, tiny_spec(epochs=500, finetune=0))
+    outcome: list[Outcome] = []
+    runner = threading.Thread(target=lambda: outcome.append(run_job(job_id, worker_name="w1", settings=settings)))
+    runner.start()
+    wait(lambda: load_job(sessions, job_id).progress_epoch >= 1, message="the first epoch")
+    with sessions() as session:
+        crud.request_cancel(session, job_id)
+    runner.join(timeout=120)
+    assert outcome == [Outcome.CANCELED]
+    job = load_job(sessions, job_id)
+    rows = epochs_of(sessions, job_id)
+    assert job.status == JobStatus.CANCELED and job.finished_at is not None and job.error is None
+    assert 1 <= len(rows) < 500 and [r.epoch for r in rows] == list(range(len(rows)))
+    assert job.progress_epoch == len(rows)
+    with sessions() as session:
+        checkpoint = session.scalars(select(Artifact).where(Artifact.job_id == job_id)).one()
+    assert checkpoint.kind == "checkpoint" and checkpoint.path == job.checkpoint_path
+
+
+def test_a_job_whose_checkpoint_is_gone_fails_with_the_reason(settings, sessions):
+    job_id = new_job(sessions)
+    with sessions() as session:  # as if a previous attempt recorded an epoch and the artifact store lost the file
+        session.execute(update(Job).where(Job.id == job_id)
+                        .values(checkpoint_path="/nonexistent/epoch-00000.pt", checkpoint_epoch=0))
+        session.commit()
+    assert run_job(job_id, worker_name="w1", settings=settings) == Outcome.FAILED
+    job = load_job(sessions, job_id)
+    assert job.status == JobStatus.FAILED and job.error.startswith("resume_from:")
+    assert "/nonexistent/epoch-00000.pt" in job.error
+    assert events_of(sessions, job_id)[-1].payload == {"status": "failed", "error": job.error}
+
+
+# --------------------------------------------------------------------------- embedded mode
+
+
+@pytest.fixture
+def embedded(settings_env, sqlite_url):
+    settings = settings_env(database_url=sqlite_url, lease_seconds=2, heartbeat_seconds=0.2, reaper_seconds=0.2)
+    yield settings
+    stop_embedded(timeout=60)
+
+
+def test_the_embedded_runner_runs_queued_jobs_end_to_end_on_sqlite(embedded, wait):
+    sessions = session_factory(embedded.database_url)
+    first, second = new_job(sessions, tiny_spec(epochs=2, finetune=1)), new_job(sessions, tiny_spec(epochs=1))
+    start_embedded(embedded)
+    enqueue(first)
+    enqueue(second)
+    wait(lambda: all(load_job(sessions, j).status == JobStatus.SUCCEEDED for j in (first, second)),
+         message="both jobs to succeed")
+    for job_id in (first, second):
+        job = load_job(sessions, job_id)
+        assert job.attempts == 1 and job.worker.startswith("embedded@")
+        assert [r.epoch for r in epochs_of(sessions, job_id)] == list(range(job.result["epochs"]))
+
+
+def test_the_embedded_runner_recovers_a_job_its_previous_process_left_running(embedded, wait):
+    sessions = session_factory(embedded.database_url)
+    job_id = new_job(sessions, tiny_spec(epochs=2, finetune=0))
+    assert claim(sessions, job_id, "crashed@host/x", lease_seconds=0.5) is not None  # and then the process died
+    start_embedded(embedded)
+    wait(lambda: load_job(sessions, job_id).status == JobStatus.SUCCEEDED, message="the recovered job")
+    job = load_job(sessions, job_id)
+    assert job.attempts == 2 and job.worker.startswith("embedded@")
+    states = [e.payload["status"] for e in events_of(sessions, job_id) if e.kind == "state"]
+    assert states == ["queued", "running", "queued", "running", "succeeded"]
