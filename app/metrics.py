@@ -55,13 +55,17 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.registry.register(JobCollector(session_factory))
         self.request_seconds = Histogram(
-            "netgrow_http_request_seconds", "Time to the response headers, by route.",
-            labelnames=["method", "route", "status"], registry=self.registry,
+            "netgrow_http_request_seconds", "Time to the response headers, by endpoint.",
+            labelnames=["method", "handler", "status"], registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
 
 
 class RequestTimingMiddleware:
-    """Pure ASGI (so SSE streams pass through untouched); labels by route template, not raw path."""
+    """Pure ASGI (so SSE streams pass through untouched).
+
+    Requests are labelled by the matched endpoint's name (``read_job``), never by
+    the raw path, so job ids cannot blow up the number of series.
+    """
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -77,7 +81,7 @@ class RequestTimingMiddleware:
             if message["type"] == "http.response.start":
                 route = scope.get("route")
                 self.metrics.request_seconds.labels(
-                    method=scope["method"], route=getattr(route, "path", "unmatched"),
+                    method=scope["method"], handler=getattr(route, "name", None) or "unmatched",
                     status=str(message["status"]),
                 ).observe(time.perf_counter() - start)
             await send(message)

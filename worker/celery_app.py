@@ -9,16 +9,21 @@ is initialised) and prefetch 1 leaves the next job id in Redis for a free GPU.
 Messages are acknowledged after the task (``acks_late``); Redis re-delivers
 an unacknowledged one after ``visibility_timeout``, and the database claim
 turns such a re-delivery into a no-op. Every worker also runs the reaper.
+
+On SIGTERM (``docker compose stop``) the running job stops at its next batch
+boundary and goes back to the queue, to resume on the next free worker from
+its last checkpoint, instead of holding the shutdown until the job is over.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from functools import lru_cache
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_ready, worker_shutdown, worker_shutting_down
 
 from .reaper import Reaper
 from .settings import Settings, get_settings
@@ -73,6 +78,12 @@ def queue_depth(settings: Settings | None = None) -> int:
 app = create_app(get_settings())
 
 _reaper: Reaper | None = None
+_shutting_down = threading.Event()
+
+
+def worker_shutting_down_requested() -> bool:
+    """True once this worker process was asked to shut down (polled by the running job)."""
+    return _shutting_down.is_set()
 
 
 @worker_init.connect
@@ -93,3 +104,8 @@ def _start_reaper(**_: Any) -> None:
 def _stop_reaper(**_: Any) -> None:
     if _reaper is not None:
         _reaper.stop(timeout=5)
+
+
+@worker_shutting_down.connect
+def _hand_back_running_job(**_: Any) -> None:
+    _shutting_down.set()

@@ -460,9 +460,10 @@ def _residual_and_v_step_(
     buffer update ``buf ← momentum·buf + grad`` (grad = W) gives Γ ← W − Γ,
     and its parameter update ``p ← p − lr·buf`` (p = V, lr = −step) gives
     V ← V + step·R. Reading W, Γ, V once instead of twice saves a tenth of the
-    whole DessiLBI step.
+    whole DessiLBI step. Only the CPU kernel accepts a negative momentum (the
+    CUDA one checks momentum > 0), so other devices take two foreach passes.
     """
-    if beta is None and _fused_sgd_supported(ws[0]):
+    if beta is None and _negative_momentum_fused_sgd_supported(ws[0]):
         _fused_sgd_call(vs, ws, gammas, lr=-step, momentum=-1.0, weight_decay=0.0, first=False)
         return
     for w, gamma in zip(ws, gammas, strict=True):
@@ -543,6 +544,10 @@ def _fused_momentum_sgd_(
             [_not_none(momentum_buffers[i]) for i in chosen],
             lr=lr, momentum=momentum, weight_decay=weight_decay, first=first,
         )
+
+
+def _negative_momentum_fused_sgd_supported(p: Tensor) -> bool:
+    return p.device.type == "cpu" and _fused_sgd_supported(p)
 
 
 def _fused_sgd_call(

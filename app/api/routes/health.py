@@ -4,6 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SessionFactoryDep, SettingsDep
@@ -21,7 +22,7 @@ def healthz() -> Health:
     return Health(status="ok")
 
 
-def _check_database(sessions: SessionFactoryDep) -> str:
+def check_database(sessions: sessionmaker[Session]) -> str:
     try:
         with sessions() as session:
             session.execute(text("SELECT 1"))
@@ -30,7 +31,7 @@ def _check_database(sessions: SessionFactoryDep) -> str:
         return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
-def _check_broker(settings: Settings) -> str:
+def check_broker(settings: Settings) -> str:
     if settings.broker_url is None:
         return "skipped"  # embedded mode: jobs run in this process
     import redis
@@ -50,8 +51,8 @@ def _check_broker(settings: Settings) -> str:
 @router.get("/readyz", responses={503: {"model": Readiness, "description": "A dependency is unreachable."}})
 async def readyz(response: Response, sessions: SessionFactoryDep, settings: SettingsDep) -> Readiness:
     """Ready to serve (readiness): the database answers and, unless embedded, so does the broker."""
-    checks = {"database": await run_in_threadpool(_check_database, sessions),
-              "broker": await run_in_threadpool(_check_broker, settings)}
+    checks = {"database": await run_in_threadpool(check_database, sessions),
+              "broker": await run_in_threadpool(check_broker, settings)}
     ready = all(result in ("ok", "skipped") for result in checks.values())
     if not ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
