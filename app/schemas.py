@@ -2,13 +2,17 @@
 
 Response models are precise on purpose: the OpenAPI schema FastAPI derives from
 them is what clients and the Schemathesis tests check every response against.
-A job spec itself is not modelled here: ``growth.spec.parse_spec`` is its one
-validator, so the body of ``POST /v1/jobs`` is a free-form object in the schema
-and errors come back in FastAPI's ``{"detail": [{"loc", "msg", "type"}]}`` shape.
+A job spec is not a pydantic model: ``growth.spec.parse_spec`` is its one
+validator, and its errors come back in FastAPI's ``{"detail": [{"loc", "msg",
+"type"}]}`` shape. ``job_spec_schema()`` describes it for the OpenAPI document,
+derived from the spec's dataclasses so that the two cannot drift apart.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+import types
+import typing
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -186,3 +190,62 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
     checks: dict[str, str] = Field(description='"ok", "skipped" or the error that made a check fail.')
+
+
+# --- the job spec, for the OpenAPI document ---------------------------------------------
+
+_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
+
+
+def _type_schema(hint: Any) -> dict[str, Any]:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [_type_schema(arg) for arg in args if arg is not type(None)]
+        return {"anyOf": [*options, {"type": "null"}]} if type(None) in args else {"anyOf": options}
+    if origin is list:
+        return {"type": "array", "items": _type_schema(args[0])}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": _type_schema(args[1])}
+    return {"type": _JSON_TYPES[hint]}
+
+
+def _section_schema(section: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(section)
+    properties: dict[str, Any] = {}
+    for field in dataclasses.fields(section):
+        schema = _type_schema(hints[field.name])
+        lo, hi, lo_open, hi_open = field.metadata.get("bounds", (None, None, False, False))
+        if lo is not None:
+            schema["exclusiveMinimum" if lo_open else "minimum"] = lo
+        if hi is not None:
+            schema["exclusiveMaximum" if hi_open else "maximum"] = hi
+        if field.metadata.get("hint"):
+            schema["description"] = field.metadata["hint"]
+        properties[field.name] = schema
+    schema = {"type": "object", "properties": properties, "additionalProperties": False}
+    doc = (section.__doc__ or "").strip()
+    if doc and not doc.startswith(f"{section.__name__}("):  # not the signature dataclasses put there
+        schema["description"] = doc.splitlines()[0]
+    return schema
+
+
+def job_spec_schema() -> dict[str, Any]:
+    """JSON schema of a job spec: the top level and the flat sections exactly, ``model``/``data`` as objects."""
+    from growth.spec import METHODS, JobSpec
+
+    hints = typing.get_type_hints(JobSpec)
+    sections = {name: _section_schema(hint) for name, hint in hints.items() if dataclasses.is_dataclass(hint)}
+    return {
+        "title": "JobSpec",
+        "type": "object",
+        "required": ["method", "model", "data"],
+        "additionalProperties": False,
+        "properties": {
+            "method": {"enum": list(METHODS)},
+            "seed": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+            "model": {"type": "object", "description": 'e.g. {"family": "vgg", "layers": [8, "M", 8]}; '
+                                                       "see docs/architecture.md"},
+            "data": {"type": "object", "description": 'e.g. {"name": "digits"}'},
+            **sections,
+        },
+    }

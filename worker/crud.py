@@ -1,4 +1,4 @@
-"""Write-side data access for jobs: create, cancel, claim, lease, record, finish, reap.
+"""Write-side data access for jobs: create, cancel, retry, claim, lease, record, finish, reap.
 
 Every function is one unit of work and commits. Everything a worker writes
 while it runs a job is fenced by its lease: the UPDATE that starts each
@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -78,16 +78,32 @@ def request_cancel(session: Session, job_id: uuid.UUID) -> Job | None:
     Returns the job as it is now (None if there is no such job); finished jobs are left as they are. Commits.
     """
     now = utcnow()
-    queued = session.execute(
-        update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED)
-        .values(status=JobStatus.CANCELED, cancel_requested=True, finished_at=now)
-        .execution_options(synchronize_session=False))
-    if queued.rowcount:
+    if _update_job(session, and_(Job.id == job_id, Job.status == JobStatus.QUEUED),
+                   status=JobStatus.CANCELED, cancel_requested=True, finished_at=now):
         _add_event(session, job_id, EventKind.STATE, {"status": JobStatus.CANCELED, "reason": "canceled while queued"})
     else:
-        session.execute(
-            update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.cancel_requested.is_(False))
-            .values(cancel_requested=True).execution_options(synchronize_session=False))
+        _update_job(session, and_(Job.id == job_id, Job.status == JobStatus.RUNNING), cancel_requested=True)
+    session.commit()
+    return session.get(Job, job_id, populate_existing=True)
+
+
+def retry_job(session: Session, job_id: uuid.UUID, *, extra_attempts: int) -> Job | None:
+    """Queue a failed or canceled job again with ``extra_attempts`` more attempts. Commits; then ``enqueue`` it.
+
+    Its history and checkpoint stay, so it resumes after its last recorded epoch
+    (or starts over if it never recorded one). Returns the job, or None if it
+    is not failed or canceled (any more).
+    """
+    if extra_attempts < 1:
+        raise ValueError("extra_attempts must be at least 1")
+    retried = _update_job(
+        session, and_(Job.id == job_id, Job.status.in_((JobStatus.FAILED, JobStatus.CANCELED))),
+        status=JobStatus.QUEUED, cancel_requested=False, error=None, finished_at=None, lease_owner=None,
+        lease_expires_at=None, max_attempts=Job.attempts + extra_attempts)
+    if not retried:
+        session.rollback()
+        return None
+    _add_event(session, job_id, EventKind.STATE, {"status": JobStatus.QUEUED, "reason": "retried"})
     session.commit()
     return session.get(Job, job_id, populate_existing=True)
 
@@ -142,7 +158,7 @@ def claim_job(
     return Claim(job_id, lease_owner, attempts, spec, checkpoint_path, checkpoint_epoch)
 
 
-def _leased(job_id: uuid.UUID, lease_owner: str) -> Any:
+def _leased(job_id: uuid.UUID, lease_owner: str) -> ColumnElement[bool]:
     return and_(Job.id == job_id, Job.lease_owner == lease_owner, Job.status == JobStatus.RUNNING)
 
 
@@ -193,9 +209,7 @@ def record_epoch(
     if epoch.checkpoint is not None:
         values["checkpoint_path"] = epoch.checkpoint
         values["checkpoint_epoch"] = epoch.epoch
-    updated = session.execute(update(Job).where(_leased(job_id, lease_owner)).values(**values)
-                              .execution_options(synchronize_session=False))
-    if not updated.rowcount:
+    if not _update_job(session, _leased(job_id, lease_owner), **values):
         session.rollback()
         return False
     session.execute(insert(JobEpoch).values(
@@ -222,22 +236,17 @@ def finish_job(
     final = result.get("final", {})
     stored = {key: value for key, value in result.items() if key != "history"}
     stored["weights"] = str(weights.path)
-    now = utcnow()
-    updated = session.execute(
-        update(Job).where(_leased(job_id, lease_owner))
-        .values(status=JobStatus.SUCCEEDED, result=stored, params=final.get("params"), macs=final.get("macs"),
-                test_accuracy=_finite(final.get("test_accuracy")), wall_seconds=result.get("wall_seconds"),
-                progress_total=result.get("epochs", Job.progress_total), current_model=final.get("model"),
-                current_widths=final.get("widths"), finished_at=now, lease_expires_at=None, error=None)
-        .returning(Job.checkpoint_path, Job.checkpoint_epoch)
-        .execution_options(synchronize_session=False)
-    ).one_or_none()
-    if updated is None:
+    checkpoint = _last_checkpoint(session, job_id)
+    if not _update_job(session, _leased(job_id, lease_owner), status=JobStatus.SUCCEEDED, result=stored,
+                       params=final.get("params"), macs=final.get("macs"),
+                       test_accuracy=_finite(final.get("test_accuracy")), wall_seconds=result.get("wall_seconds"),
+                       progress_total=result.get("epochs", Job.progress_total), current_model=final.get("model"),
+                       current_widths=final.get("widths"), finished_at=utcnow(), lease_expires_at=None, error=None):
         session.rollback()
         return False
-    checkpoint_path, checkpoint_epoch = updated
     _store_artifact(session, job_id, ArtifactKind.WEIGHTS, weights, epoch=result.get("epochs", 0) - 1)
-    _store_checkpoint(session, job_id, checkpoint_path, checkpoint_epoch)
+    if checkpoint is not None:
+        _store_artifact(session, job_id, ArtifactKind.CHECKPOINT, *checkpoint)
     _add_event(session, job_id, EventKind.STATE, {
         "status": JobStatus.SUCCEEDED, "test_accuracy": final.get("test_accuracy"), "params": final.get("params"),
         "macs": final.get("macs"), "epochs": result.get("epochs")})
@@ -251,16 +260,13 @@ def end_job(
     """Mark a running job canceled or failed (``error`` says why); its history stays. Commits."""
     if status not in (JobStatus.CANCELED, JobStatus.FAILED):
         raise ValueError(f"end_job ends a job as canceled or failed, not {status}")
-    updated = session.execute(
-        update(Job).where(_leased(job_id, lease_owner))
-        .values(status=status, error=error, finished_at=utcnow(), lease_expires_at=None)
-        .returning(Job.checkpoint_path, Job.checkpoint_epoch)
-        .execution_options(synchronize_session=False)
-    ).one_or_none()
-    if updated is None:
+    checkpoint = _last_checkpoint(session, job_id)
+    if not _update_job(session, _leased(job_id, lease_owner), status=status, error=error, finished_at=utcnow(),
+                       lease_expires_at=None):
         session.rollback()
         return False
-    _store_checkpoint(session, job_id, *updated)
+    if checkpoint is not None:
+        _store_artifact(session, job_id, ArtifactKind.CHECKPOINT, *checkpoint)
     _add_event(session, job_id, EventKind.STATE, {"status": status, "error": error})
     session.commit()
     return True
@@ -268,11 +274,8 @@ def end_job(
 
 def release_job(session: Session, job_id: uuid.UUID, *, lease_owner: str, reason: str) -> bool:
     """Hand a running job back to the queue (its process is shutting down); the attempt is not counted."""
-    updated = session.execute(
-        update(Job).where(_leased(job_id, lease_owner))
-        .values(status=JobStatus.QUEUED, attempts=Job.attempts - 1, lease_owner=None, lease_expires_at=None)
-        .execution_options(synchronize_session=False))
-    if not updated.rowcount:
+    if not _update_job(session, _leased(job_id, lease_owner), status=JobStatus.QUEUED,
+                       attempts=Job.attempts - 1, lease_owner=None, lease_expires_at=None):
         session.rollback()
         return False
     _add_event(session, job_id, EventKind.STATE, {"status": JobStatus.QUEUED, "reason": reason})
@@ -280,9 +283,20 @@ def release_job(session: Session, job_id: uuid.UUID, *, lease_owner: str, reason
     return True
 
 
-def _store_checkpoint(session: Session, job_id: uuid.UUID, path: str | None, epoch: int | None) -> None:
-    if path is not None and Path(path).is_file():
-        _store_artifact(session, job_id, ArtifactKind.CHECKPOINT, describe(Path(path)), epoch=epoch)
+def _last_checkpoint(session: Session, job_id: uuid.UUID) -> tuple[StoredFile, int | None] | None:
+    """The job's recorded checkpoint file, hashed before the job's final UPDATE, so no lock is held meanwhile.
+
+    Only the lease holder moves ``checkpoint_path``, so reading it ahead of that UPDATE is safe.
+    """
+    row = session.execute(select(Job.checkpoint_path, Job.checkpoint_epoch).where(Job.id == job_id)).one_or_none()
+    session.rollback()
+    return _checkpoint_file(*row) if row is not None else None
+
+
+def _checkpoint_file(path: str | None, epoch: int | None) -> tuple[StoredFile, int | None] | None:
+    if path is None or not Path(path).is_file():
+        return None
+    return describe(Path(path)), epoch
 
 
 def _store_artifact(session: Session, job_id: uuid.UUID, kind: ArtifactKind, stored: StoredFile,
@@ -290,6 +304,13 @@ def _store_artifact(session: Session, job_id: uuid.UUID, kind: ArtifactKind, sto
     session.execute(delete(Artifact).where(Artifact.job_id == job_id, Artifact.kind == kind))
     session.execute(insert(Artifact).values(job_id=job_id, kind=kind, path=str(stored.path), size=stored.size,
                                             sha256=stored.sha256, epoch=epoch, created_at=utcnow()))
+
+
+def _update_job(session: Session, condition: ColumnElement[bool], **values: Any) -> bool:
+    """One conditional UPDATE of a job row; True if the condition held (and the row changed)."""
+    matched = session.execute(update(Job).where(condition).values(**values).returning(Job.id)
+                              .execution_options(synchronize_session=False)).first()
+    return matched is not None
 
 
 def _add_event(session: Session, job_id: uuid.UUID, kind: EventKind, payload: dict[str, Any]) -> None:
@@ -338,14 +359,12 @@ def reap_expired_leases(session: Session, now: datetime | None = None) -> Reaped
         else:
             status, bucket, error = JobStatus.QUEUED, reaped.requeued, None
             values = {"status": status}
-        moved = session.execute(update(Job).where(still_expired)
-                                .values(lease_owner=None, lease_expires_at=None, **values)
-                                .execution_options(synchronize_session=False))
-        if not moved.rowcount:
+        checkpoint = _checkpoint_file(checkpoint_path, checkpoint_epoch) if status != JobStatus.QUEUED else None
+        if not _update_job(session, still_expired, lease_owner=None, lease_expires_at=None, **values):
             session.rollback()
             continue
-        if status != JobStatus.QUEUED:
-            _store_checkpoint(session, job_id, checkpoint_path, checkpoint_epoch)
+        if checkpoint is not None:
+            _store_artifact(session, job_id, ArtifactKind.CHECKPOINT, *checkpoint)
         payload: dict[str, Any] = {"status": status, "reason": lost, "attempts": attempts}
         if error:
             payload["error"] = error

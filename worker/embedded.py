@@ -34,7 +34,7 @@ class EmbeddedRunner:
         self._thread = threading.Thread(target=self._loop, name="netgrow-embedded-runner", daemon=True)
         self._reaper = Reaper(settings, self.wake)
 
-    def start(self) -> "EmbeddedRunner":
+    def start(self) -> EmbeddedRunner:
         self._thread.start()
         self._reaper.start()
         return self

@@ -15,6 +15,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 import growth
@@ -22,7 +24,7 @@ from growth.errors import Interrupted, SpecError
 from growth.events import ArchitectureChanged, EpochEnd, Event
 
 from . import artifacts, crud
-from .db.models import JobStatus
+from .db.models import Job, JobStatus
 from .db.session import session_factory
 from .settings import Settings, get_settings
 
@@ -38,6 +40,7 @@ class Outcome(StrEnum):
     RELEASED = "released"  # handed back to the queue because this process is stopping
     LOST = "lost"  # the lease went to someone else (or the reaper); this worker stopped writing
     SKIPPED = "skipped"  # not claimable: running elsewhere, finished, cancelled or out of attempts
+    ABANDONED = "abandoned"  # the database failed mid-run; the lease runs out and the reaper retries the job
 
 
 class LeaseLost(Exception):
@@ -64,7 +67,7 @@ class Heartbeat:
         self.lost = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         self._thread.start()
         return self
 
@@ -157,6 +160,7 @@ def run_job(
         with heartbeat:
             result = growth.run(claim.spec, recorder, checkpoint_dir=checkpoints,
                                 resume_from=claim.checkpoint_path, should_stop=heartbeat.should_stop)
+        return _succeed(sessions, settings, claim, result)
     except Interrupted:
         if heartbeat.lost.is_set():
             return Outcome.LOST
@@ -167,10 +171,13 @@ def run_job(
         return Outcome.RELEASED if released else Outcome.LOST
     except LeaseLost:
         return Outcome.LOST
+    except DBAPIError:
+        # Not the job's fault: leave it to the lease, so the reaper gives it another attempt.
+        log.exception("job %s: database error; abandoning this attempt", job_id)
+        return Outcome.ABANDONED
     except Exception as exc:
         log.exception("job %s failed", job_id)
         return _end(sessions, settings, claim, JobStatus.FAILED, describe_error(exc))
-    return _succeed(sessions, settings, claim, result)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -207,8 +214,6 @@ def _end(sessions: sessionmaker[Session], settings: Settings, claim: crud.Claim,
 
 def _tidy(sessions: sessionmaker[Session], settings: Settings, job_id: uuid.UUID) -> None:
     """Drop the checkpoint folders of earlier attempts; the one holding the recorded checkpoint stays."""
-    from .db.models import Job
-
     with sessions() as session:
-        checkpoint = session.get(Job, job_id).checkpoint_path  # type: ignore[union-attr]
+        checkpoint = session.scalar(select(Job.checkpoint_path).where(Job.id == job_id))
     artifacts.remove_other_attempts(settings.artifact_dir, job_id, Path(checkpoint) if checkpoint else None)

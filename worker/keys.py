@@ -43,6 +43,7 @@ def authenticate(session: Session, secret: str) -> str | None:
 def revoke_key(session: Session, prefix: str) -> int:
     """Revoke the live keys whose display prefix is ``prefix``; returns how many; commits."""
     revoked = session.execute(
-        update(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow()))
+        update(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
+        .returning(ApiKey.id)).all()
     session.commit()
-    return revoked.rowcount
+    return len(revoked)

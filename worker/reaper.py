@@ -42,7 +42,7 @@ class Reaper:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="netgrow-reaper", daemon=True)
 
-    def start(self) -> "Reaper":
+    def start(self) -> Reaper:
         self._thread.start()
         return self
 

@@ -16,28 +16,30 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NETGROW_", extra="ignore")
 
-    artifact_dir: Path = Field(Path("./netgrow-data/artifacts"),
+    artifact_dir: Path = Field(default=Path("./netgrow-data/artifacts"),
                                description="checkpoints and final weights; shared by the API and every worker")
-    database_url: str = Field("", description="SQLAlchemy URL; empty means a SQLite file next to artifact_dir")
-    broker_url: str | None = Field(None, description="Redis URL for Celery; unset means embedded mode")
-    queue: str = Field("netgrow", description="the Celery queue that carries job ids")
+    database_url: str = Field(default="", description="SQLAlchemy URL; empty means a SQLite file next to artifact_dir")
+    broker_url: str | None = Field(default=None, description="Redis URL for Celery; unset means embedded mode")
+    queue: str = Field(default="netgrow", description="the Celery queue that carries job ids")
 
-    lease_seconds: float = Field(60.0, gt=0, description="a job whose worker is silent this long is re-queued")
-    heartbeat_seconds: float = Field(0.0, ge=0, description="lease renewal interval; 0 means lease_seconds / 3")
-    reaper_seconds: float = Field(0.0, ge=0, description="expired-lease scan interval; 0 means lease_seconds / 2")
-    max_attempts: int = Field(3, ge=1, description="runs of a job before it is marked failed")
-    # Redis re-delivers an unacknowledged message after this long (celery#5935). The database claim
-    # makes a re-delivery harmless, so it only has to exceed the time a worker needs to claim a job.
-    visibility_timeout_seconds: int = Field(12 * 3600, ge=60)
+    lease_seconds: float = Field(default=60.0, gt=0, description="a job whose worker is silent this long is re-queued")
+    heartbeat_seconds: float = Field(default=0.0, ge=0, description="lease renewal interval; 0 means lease_seconds / 3")
+    reaper_seconds: float = Field(default=0.0, ge=0,
+                                  description="expired-lease scan interval; 0 means lease_seconds / 2")
+    max_attempts: int = Field(default=3, ge=1, description="runs of a job before it is marked failed")
+    # Redis re-delivers a message still unacknowledged after this long (celery#5935), and with acks_late
+    # a message stays unacknowledged while its job trains. The database claim turns a re-delivery into a
+    # no-op, so this only keeps such no-ops rare; it never decides whether a job runs.
+    visibility_timeout_seconds: int = Field(default=12 * 3600, ge=60)
 
-    max_epochs: int = Field(1000, ge=1)
-    max_width: int = Field(4096, ge=1)
-    max_params: int = Field(50_000_000, ge=1)
-    max_request_bytes: int = Field(1_000_000, ge=1)
-    api_page_size_max: int = Field(200, ge=1)
+    max_epochs: int = Field(default=1000, ge=1)
+    max_width: int = Field(default=4096, ge=1)
+    max_params: int = Field(default=50_000_000, ge=1)
+    max_request_bytes: int = Field(default=1_000_000, ge=1)
+    api_page_size_max: int = Field(default=200, ge=1)
 
     @model_validator(mode="after")
-    def _fill_derived(self) -> "Settings":
+    def _fill_derived(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.artifact_dir.parent / 'netgrow.db').resolve()}"
         if not self.heartbeat_seconds:

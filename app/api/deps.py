@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import crud
+from app.api.errors import validation_error
 from worker import keys
 from worker.db.models import Job
 from worker.settings import Settings
@@ -78,3 +80,23 @@ def get_owned_job(job_id: JobId, owner: CurrentOwner, session: SessionDep) -> Jo
 
 
 OwnedJob = Annotated[Job, Depends(get_owned_job)]
+
+
+def reject_unknown_query_parameters(request: Request) -> None:
+    """422 for a query parameter the endpoint does not take: `?staus=failed` must not list every job."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is None:
+        return
+    allowed = _query_names(dependant)
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        takes = ", ".join(sorted(allowed)) or "none"
+        raise validation_error(["query", unknown[0]], f"unknown query parameter; this endpoint takes: {takes}",
+                               "extra_forbidden")
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {field.alias for field in dependant.query_params}
+    for child in dependant.dependencies:
+        names |= _query_names(child)
+    return names

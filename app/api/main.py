@@ -3,16 +3,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from app.api.deps import get_current_owner
+from app.api.deps import get_current_owner, reject_unknown_query_parameters
 from app.api.routes import compare, health, jobs
 from app.schemas import ErrorBody
 
 UNAUTHORIZED = {401: {"model": ErrorBody, "description": "Missing, invalid or revoked API key."}}
 
-v1_router = APIRouter(prefix="/v1", dependencies=[Depends(get_current_owner)], responses=UNAUTHORIZED)
+v1_router = APIRouter(prefix="/v1", responses=UNAUTHORIZED,
+                      dependencies=[Depends(get_current_owner), Depends(reject_unknown_query_parameters)])
 v1_router.include_router(jobs.router)
 v1_router.include_router(compare.router)
 
 api_router = APIRouter()
 api_router.include_router(v1_router)
-api_router.include_router(health.router)
+api_router.include_router(health.router, dependencies=[Depends(reject_unknown_query_parameters)])

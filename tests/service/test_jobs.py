@@ -11,7 +11,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 from sqlalchemy import func, select, update
@@ -246,10 +245,14 @@ def test_a_job_runs_to_success_recording_every_epoch_layer_event_and_its_weights
     assert [(r.phase, r.train_loss, r.val_accuracy, r.lr, r.params, r.macs) for r in rows] == [
         (h["phase"], h["train_loss"], h["val_accuracy"], h["lr"], h["params"], h["macs"])
         for h in reference["history"]]
-    assert [(l.epoch, l.unit, l.width, l.selected, l.ratio, l.grew) for l in layers] == sorted(
+    assert [(r.epoch, r.unit, r.width, r.selected, r.ratio, r.grew) for r in layers] == sorted(
         (h["epoch"], u["name"], u["width"], u["selected"], u["ratio"], u["grew"])
         for h in reference["history"] for u in h["units"])
-    assert any(l.grew > 0 for l in layers), "the spec is meant to widen at least once"
+    assert any(r.grew > 0 for r in layers), "the spec is meant to widen at least once"
+    with sessions() as session:  # the ORM relationships read the same rows, in order
+        loaded = session.get(Job, job_id)
+        assert [r.epoch for r in loaded.epochs] == list(range(n)) and len(loaded.layers) == len(layers)
+        assert [e.id for e in loaded.events] == sorted(e.id for e in loaded.events)
 
     events = events_of(sessions, job_id)
     kinds = [e.kind for e in events]
@@ -326,6 +329,28 @@ def test_a_running_job_cancels_at_a_batch_boundary_and_keeps_its_history(setting
     with sessions() as session:
         checkpoint = session.scalars(select(Artifact).where(Artifact.job_id == job_id)).one()
     assert checkpoint.kind == "checkpoint" and checkpoint.path == job.checkpoint_path
+
+    # Retried, it resumes after the last recorded epoch (stopped again here one epoch later).
+    with sessions() as session:
+        retried = crud.retry_job(session, job_id, extra_attempts=2)
+    assert (retried.status, retried.max_attempts, retried.cancel_requested) == (JobStatus.QUEUED, 3, False)
+    assert run_job(job_id, worker_name="w2", settings=settings,
+                   process_stopping=lambda: len(epochs_of(sessions, job_id)) > len(rows)) == Outcome.RELEASED
+    assert [r.epoch for r in epochs_of(sessions, job_id)] == list(range(len(rows) + 1))
+    running = [e.payload for e in events_of(sessions, job_id) if e.payload.get("status") == "running"]
+    assert [p["resumed_after_epoch"] for p in running] == [None, job.checkpoint_epoch]
+
+
+def test_only_failed_or_canceled_jobs_are_retried(sessions):
+    queued, running = new_job(sessions), new_job(sessions)
+    claim(sessions, running)
+    with sessions() as session:
+        assert crud.retry_job(session, queued, extra_attempts=1) is None
+        assert crud.retry_job(session, running, extra_attempts=1) is None
+        crud.end_job(session, running, lease_owner="w1/a", status=JobStatus.FAILED, error="boom")
+        retried = crud.retry_job(session, running, extra_attempts=1)
+    assert (retried.status, retried.error, retried.attempts, retried.max_attempts) == (JobStatus.QUEUED, None, 1, 2)
+    assert claim(sessions, running, "w2/b").attempt == 2
 
 
 def test_a_job_whose_checkpoint_is_gone_fails_with_the_reason(settings, sessions):

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -85,7 +85,7 @@ def test_constraints_and_cascades_hold_in_the_migrated_schema(database_url):
     with engine.begin() as connection:
         connection.execute(Job.__table__.insert().values(
             id=job_id, owner="alice", method="dense", spec={}, status="queued", attempts=0, max_attempts=3,
-            progress_epoch=0, progress_total=1, created_at=datetime.now(timezone.utc)))
+            progress_epoch=0, progress_total=1, created_at=datetime.now(UTC)))
         epoch = dict(job_id=job_id, epoch=0, phase="train", train_loss=1.0, val_accuracy=0.5, lr=0.1,
                      params=10, macs=20, seconds=0.1)
         connection.execute(JobEpoch.__table__.insert().values(**epoch))

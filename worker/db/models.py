@@ -7,7 +7,7 @@ timezone-aware UTC (``UtcDateTime``), also on SQLite, which stores none.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -46,7 +46,7 @@ BigIntegerKey = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -60,12 +60,12 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime stored; use an aware UTC datetime (worker.db.models.utcnow())")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class JobStatus(StrEnum):
@@ -156,14 +156,14 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 
-    epochs: Mapped[list["JobEpoch"]] = relationship(
+    epochs: Mapped[list[JobEpoch]] = relationship(
         back_populates="job", order_by="JobEpoch.epoch", cascade="all, delete-orphan", passive_deletes=True)
-    layers: Mapped[list["JobLayer"]] = relationship(
+    layers: Mapped[list[JobLayer]] = relationship(
         back_populates="job", order_by="(JobLayer.epoch, JobLayer.unit)", cascade="all, delete-orphan",
         passive_deletes=True)
-    artifacts: Mapped[list["Artifact"]] = relationship(
+    artifacts: Mapped[list[Artifact]] = relationship(
         back_populates="job", cascade="all, delete-orphan", passive_deletes=True)
-    events: Mapped[list["JobEvent"]] = relationship(
+    events: Mapped[list[JobEvent]] = relationship(
         back_populates="job", order_by="JobEvent.id", cascade="all, delete-orphan", passive_deletes=True)
 
 

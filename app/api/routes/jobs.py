@@ -26,6 +26,7 @@ from app.schemas import (
     JobRead,
     JobStatus,
     ValidationErrorBody,
+    job_spec_schema,
 )
 from app.sse import job_event_stream
 from growth.errors import SpecError
@@ -53,7 +54,7 @@ SPEC_EXAMPLE = {
     "model": {"family": "vgg", "layers": [4, "M", 4]},
     "data": {"name": "digits"},
     "train": {"epochs": 3, "batch_size": 128},
-    "growth": {"every": 1, "finetune_epochs": 1},
+    "growth": {"every": 1, "finetune_epochs": 1, "max_width": 64},
 }
 
 
@@ -102,6 +103,7 @@ def _enqueue_or_503(job: Job, settings: Any) -> None:
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": job_spec_schema()}}}},
     responses={
         200: {"model": JobRead, "description": "A retry with an Idempotency-Key already used: the same job."},
         413: {"model": ErrorBody, "description": "The body is larger than the server's limit."},
