@@ -8,15 +8,19 @@ background thread for as long as it is up.
 """
 from __future__ import annotations
 
+import importlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.concurrency import run_in_threadpool
 
 from app.api.main import api_router
@@ -42,6 +46,25 @@ def _version() -> str:
         return version("netgrow")
     except PackageNotFoundError:
         return "0+unknown"
+
+
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods the OpenAPI document lists for ``path`` (all routes that match it, not just the first)."""
+    if not hasattr(app.state, "path_methods"):
+        app.state.path_methods = [
+            (re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"),
+             [method.upper() for method in operations])
+            for template, operations in app.openapi()["paths"].items()]
+    return sorted({method for pattern, methods in app.state.path_methods if pattern.match(path) for method in methods})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    # Starlette's 405 names the methods of the first route matching the path only; /v1/jobs has two.
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        allow = ", ".join(_allowed_methods(request.app, request.url.path))
+        exc = StarletteHTTPException(405, exc.detail, headers={**(exc.headers or {}), "Allow": allow})
+    return await http_exception_handler(request, exc)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -72,6 +95,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if check_schema and not await run_in_threadpool(is_up_to_date, settings.database_url):
             raise RuntimeError("the database is not migrated to the current schema: run `netgrow migrate` first")
+        # Validating a spec counts its parameters with torch; import it now, not in the first request.
+        await run_in_threadpool(importlib.import_module, "growth.counting")
         runner = None
         if run_jobs:
             from worker.embedded import start_embedded
@@ -97,6 +122,7 @@ def create_app(
     app.state.sse_poll_seconds = sse_poll_seconds
     app.state.sse_heartbeat_seconds = sse_heartbeat_seconds
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestTimingMiddleware, metrics=app.state.metrics)  # outermost: times 413s too
     app.include_router(api_router)

@@ -7,6 +7,7 @@ Unauthenticated variants must be refused (the ``ignored_auth`` check).
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -19,7 +20,8 @@ from tests.api.conftest import smoke_spec
 
 pytestmark = pytest.mark.service
 
-MAX_EXAMPLES = 25
+# Small enough for about half a minute; raise it for a deeper search (e.g. 500 before a release).
+MAX_EXAMPLES = int(os.environ.get("NETGROW_SCHEMATHESIS_EXAMPLES", "25"))
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ def live_server(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     app = create_app(settings, run_jobs=False, sse_poll_seconds=0.05, sse_heartbeat_seconds=0.2)
     with BackgroundServer(app, free_port()) as server:
         # One real job, so that generated requests for existing ids are possible through the links.
-        httpx.post(f"{server.url}/v1/jobs", json=smoke_spec(), headers=auth).raise_for_status()
+        httpx.post(f"{server.url}/v1/jobs", json=smoke_spec(), headers=auth, timeout=60).raise_for_status()
         yield server.url, auth
 
 

@@ -106,6 +106,7 @@ def _enqueue_or_503(job: Job, settings: Any) -> None:
     openapi_extra={"requestBody": {"content": {"application/json": {"schema": job_spec_schema()}}}},
     responses={
         200: {"model": JobRead, "description": "A retry with an Idempotency-Key already used: the same job."},
+        400: {"model": ErrorBody, "description": "The body could not be decoded (JSON must be UTF-8)."},
         413: {"model": ErrorBody, "description": "The body is larger than the server's limit."},
         422: {"model": ValidationErrorBody,
               "description": "Invalid spec, a spec above the server's limits, or an Idempotency-Key reused "
