@@ -55,12 +55,15 @@ async def job_event_stream(
     poll_seconds: float,
     heartbeat_seconds: float,
 ) -> AsyncIterator[bytes]:
-    """Yield SSE frames for a job until its terminal state event has been sent.
+    """Yield SSE frames for a job until it has finished and its terminal state event has been sent.
 
-    The two callables do blocking database reads; they run in a worker thread so
-    that an idle stream costs no thread while it sleeps.
+    A terminal event alone does not end the stream: a canceled job that was
+    retried has more to come. The two callables do blocking database reads;
+    they run in a worker thread so that an idle stream holds no thread while it
+    sleeps.
     """
     cursor = last_event_id
+    terminal_sent = False
     idle = 0.0
     yield format_comment("stream open")
     while True:
@@ -68,18 +71,20 @@ async def job_event_stream(
         for event in batch:
             cursor = event.id
             yield format_event(event.id, event.kind, event.payload)
-            if event.is_terminal:
+            if event.kind == "state":
+                terminal_sent = event.is_terminal
+        if batch and not terminal_sent:
+            idle = 0.0
+            continue
+        if await anyio.to_thread.run_sync(job_is_finished):
+            # The status and its state event commit together, so once the job reads as finished
+            # every event up to its end is visible: if none is left to send, the stream is complete.
+            if not await anyio.to_thread.run_sync(events_after, cursor):
                 return
+            continue  # retried and finished again in between: send those events too
         if batch:
             idle = 0.0
             continue
-        # Nothing new. A finished job whose terminal event the client already has
-        # (it reconnected with that id) has nothing more to say; read the events
-        # once more after the status so a terminal event written in between is sent.
-        if await anyio.to_thread.run_sync(job_is_finished):
-            for event in await anyio.to_thread.run_sync(events_after, cursor):
-                yield format_event(event.id, event.kind, event.payload)
-            return
         await anyio.sleep(poll_seconds)
         idle += poll_seconds
         if idle >= heartbeat_seconds:

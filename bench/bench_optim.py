@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from growth.optim.dessilbi import DessiLBI  # noqa: E402
 
-VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+VGG16: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 GOAL_STEP = 2.0
 GOAL_ITERATION = 1.15
 
@@ -95,7 +95,7 @@ class Timings:
 
 
 def interleaved(
-    fns: dict[str, Callable[[], None]], device: torch.device, repeats: int, warmup: int
+    fns: dict[str, Callable[[], object]], device: torch.device, repeats: int, warmup: int
 ) -> Timings:
     """Time the fns in turn, one call per sample, in alternating order (A B C, C B A, ...)
 
@@ -122,26 +122,24 @@ def fill_grads(model: nn.Module, generator: torch.Generator) -> None:
         p.grad = torch.randn(p.shape, generator=generator).to(p.device) * 1e-2
 
 
-def make_optimizers(model: nn.Module, weight_decay: float, lr: float) -> dict[str, torch.optim.Optimizer]:
-    return {
-        "sgd": torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay, foreach=True),
-        "dessilbi": DessiLBI(param_groups(model), lr=lr, momentum=0.9, weight_decay=weight_decay, foreach=True),
-        "dessilbi_single": DessiLBI(param_groups(model), lr=lr, momentum=0.9, weight_decay=weight_decay,
-                                    foreach=False),
-    }
+def make_optimizer(name: str, model: nn.Module, weight_decay: float, lr: float = 1e-3) -> torch.optim.Optimizer:
+    """``sgd`` (the baseline), ``dessilbi`` (multi-tensor path) or ``dessilbi_single`` (reference path)."""
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay, foreach=True)
+    return DessiLBI(param_groups(model), lr=lr, momentum=0.9, weight_decay=weight_decay,
+                    foreach=name == "dessilbi")
 
 
 def bench_steps(device: torch.device, weight_decay: float, repeats: int) -> Timings:
     """Step time only: each optimizer owns a copy of the net with the same fixed grads."""
     base = build_vgg16(device)
     fill_grads(base, torch.Generator().manual_seed(1))
-    fns = {}
+    fns: dict[str, Callable[[], object]] = {}
     for name in ("sgd", "dessilbi", "dessilbi_single"):
         model = copy.deepcopy(base)
         for p, q in zip(model.parameters(), base.parameters(), strict=True):
-            p.grad = q.grad.clone()
-        optimizer = make_optimizers(model, weight_decay, lr=1e-3)[name]
-        fns[name] = optimizer.step
+            p.grad = None if q.grad is None else q.grad.clone()
+        fns[name] = make_optimizer(name, model, weight_decay).step
     return interleaved(fns, device, repeats=repeats, warmup=3)
 
 
@@ -151,10 +149,10 @@ def bench_iterations(device: torch.device, weight_decay: float, batch_size: int,
     x = torch.randn(batch_size, 3, 32, 32, generator=generator).to(device)
     y = torch.randint(0, 10, (batch_size,), generator=generator).to(device)
     base = build_vgg16(device)
-    fns = {}
+    fns: dict[str, Callable[[], object]] = {}
     for name in ("sgd", "dessilbi"):
         model = copy.deepcopy(base).train()
-        optimizer = make_optimizers(model, weight_decay, lr=1e-3)[name]
+        optimizer = make_optimizer(name, model, weight_decay)
 
         def iteration(model: nn.Module = model, optimizer: torch.optim.Optimizer = optimizer) -> None:
             optimizer.zero_grad()
@@ -190,8 +188,9 @@ def main() -> None:
     print(f"`python bench/bench_optim.py --device {device.type} --batch-size {args.batch_size}` — "
           f"torch {torch.__version__}, {where}.")
     print()
-    print("| weight decay | SGD step | DessiLBI step | step ratio (goal ≤ 2.0) | SGD iteration "
-          "| DessiLBI iteration | iteration ratio (goal ≤ 1.15) | foreach speed-up over single-tensor |")
+    print(f"| weight decay | SGD step | DessiLBI step | step ratio (goal ≤ {GOAL_STEP}) | SGD iteration "
+          f"| DessiLBI iteration | iteration ratio (goal ≤ {GOAL_ITERATION}) "
+          "| foreach speed-up over single-tensor |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for weight_decay, steps, iterations in rows:
         print(f"| {weight_decay:g} | {steps.median('sgd') * 1e3:.1f} ms | {steps.median('dessilbi') * 1e3:.1f} ms "
@@ -199,7 +198,10 @@ def main() -> None:
               f"| {iterations.median('dessilbi') * 1e3:.0f} ms | {iterations.ratio('dessilbi', 'sgd'):.3f}× "
               f"| {steps.ratio('dessilbi_single', 'dessilbi'):.2f}× |")
     print()
-    print("Times are medians; ratios are medians of back-to-back pairs.")
+    print("Times are medians; ratios are medians of back-to-back pairs. The step is memory-bound: "
+          "DessiLBI's multi-tensor step makes about 17 full passes over parameter-sized tensors "
+          "(SGD's foreach step 8, plus a fresh gradient copy when weight decay is on), so ≈2.1× "
+          "is its floor with stock PyTorch kernels.")
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ lists, :func:`dessilbi` is the functional entry point that picks
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -517,6 +517,11 @@ def _fused_sgd_supported(p: Tensor) -> bool:
     )
 
 
+def _negative_momentum_fused_sgd_supported(p: Tensor) -> bool:
+    """The CPU fused SGD kernel takes any momentum; CUDA's requires momentum > 0."""
+    return p.device.type == "cpu" and _fused_sgd_supported(p)
+
+
 def _fused_momentum_sgd_(
     params: list[Tensor],
     grads: list[Tensor],
@@ -544,10 +549,6 @@ def _fused_momentum_sgd_(
             [_not_none(momentum_buffers[i]) for i in chosen],
             lr=lr, momentum=momentum, weight_decay=weight_decay, first=first,
         )
-
-
-def _negative_momentum_fused_sgd_supported(p: Tensor) -> bool:
-    return p.device.type == "cpu" and _fused_sgd_supported(p)
 
 
 def _fused_sgd_call(
