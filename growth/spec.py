@@ -50,6 +50,7 @@ class OptimizerSpec:
     nu: float = field(default=100.0, metadata=_bounded(0, lo_open=True))
     lam: float = field(default=1.0, metadata=_bounded(0))
     magnitude_scaling: bool = False
+    beta_min: float = field(default=0.01, metadata=_bounded(0, 1, lo_open=True, hint="floor of β, eq. (15)"))
 
 
 @dataclass

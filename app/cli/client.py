@@ -34,10 +34,19 @@ class ApiError(Exception):
 
 
 def describe_detail(detail: Any) -> str:
-    if isinstance(detail, list):  # FastAPI validation errors: name each field
-        return "; ".join(f"{'.'.join(str(p) for p in item.get('loc', [])[1:]) or 'body'}: {item.get('msg')}"
+    if isinstance(detail, list):  # FastAPI validation errors: name each field as the spec does
+        return "; ".join(f"{field_path(item.get('loc', []))}: {item.get('msg')}"
                          for item in detail if isinstance(item, dict))
     return str(detail)
+
+
+def field_path(loc: list[Any]) -> str:
+    """``["body", "model", "layers", 2]`` → ``model.layers[2]``; a header or query keeps its name."""
+    where, *parts = loc or ["body"]
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path or str(where)
 
 
 class ApiClient:

@@ -36,7 +36,8 @@ class Grow(Method):
     def make_optimizer(self, param_groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
         t, o = self.spec.train, self.spec.optimizer
         return DessiLBI(param_groups, lr=t.lr, kappa=o.kappa, nu=o.nu, lam=o.lam, momentum=t.momentum,
-                        weight_decay=t.weight_decay, magnitude_scaling=o.magnitude_scaling)
+                        weight_decay=t.weight_decay, magnitude_scaling=o.magnitude_scaling,
+                        beta_min=o.beta_min)
 
     def schedule(self, epoch: int) -> tuple[str, float] | None:
         t, g = self.spec.train, self.spec.growth
