@@ -74,28 +74,32 @@ def history(
 
     Two range scans, on UNIQUE(job_id, epoch) and on (job_id, epoch) of job_layers;
     units come in recording order, which is model order (conv1, conv2, …, conv10).
+    Table columns (not ORM attributes) keep row handling to plain tuples: a long
+    run has thousands of layer rows.
     """
-    epoch_range = []
-    layer_range = []
+    epoch = JobEpoch.__table__.c
+    layer = JobLayer.__table__.c
+    epoch_range = [epoch.job_id == job_id]
+    layer_range = [layer.job_id == job_id]
     if from_epoch is not None:
-        epoch_range.append(JobEpoch.epoch >= from_epoch)
-        layer_range.append(JobLayer.epoch >= from_epoch)
+        epoch_range.append(epoch.epoch >= from_epoch)
+        layer_range.append(layer.epoch >= from_epoch)
     if to_epoch is not None:
-        epoch_range.append(JobEpoch.epoch <= to_epoch)
-        layer_range.append(JobLayer.epoch <= to_epoch)
+        epoch_range.append(epoch.epoch <= to_epoch)
+        layer_range.append(layer.epoch <= to_epoch)
     if units:
-        layer_range.append(JobLayer.unit.in_(units))
-    epochs = session.execute(
-        select(JobEpoch.epoch, JobEpoch.phase, JobEpoch.train_loss, JobEpoch.val_accuracy, JobEpoch.lr,
-               JobEpoch.params, JobEpoch.macs, JobEpoch.seconds, JobEpoch.sparsity)
-        .where(JobEpoch.job_id == job_id, *epoch_range).order_by(JobEpoch.epoch)
-    ).mappings().all()
-    rows: dict[int, dict[str, Any]] = {row["epoch"]: {**row, "units": []} for row in epochs}
-    layers = session.execute(
-        select(JobLayer.epoch, JobLayer.unit, JobLayer.width, JobLayer.selected, JobLayer.ratio, JobLayer.grew)
-        .where(JobLayer.job_id == job_id, *layer_range).order_by(JobLayer.epoch, JobLayer.id))
-    for epoch, unit, width, selected, ratio, grew in layers:
-        row = rows.get(epoch)
+        layer_range.append(layer.unit.in_(units))
+    rows: dict[int, dict[str, Any]] = {}
+    for number, phase, train_loss, val_accuracy, lr, params, macs, seconds, sparsity in session.execute(
+            select(epoch.epoch, epoch.phase, epoch.train_loss, epoch.val_accuracy, epoch.lr, epoch.params,
+                   epoch.macs, epoch.seconds, epoch.sparsity).where(*epoch_range).order_by(epoch.epoch)):
+        rows[number] = {"epoch": number, "phase": phase, "train_loss": train_loss, "val_accuracy": val_accuracy,
+                        "lr": lr, "params": params, "macs": macs, "seconds": seconds, "sparsity": sparsity,
+                        "units": []}
+    for number, unit, width, selected, ratio, grew in session.execute(
+            select(layer.epoch, layer.unit, layer.width, layer.selected, layer.ratio, layer.grew)
+            .where(*layer_range).order_by(layer.epoch, layer.id)):
+        row = rows.get(number)
         if row is not None:
             row["units"].append({"name": unit, "width": width, "selected": selected, "ratio": ratio, "grew": grew})
     return list(rows.values())

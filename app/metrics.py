@@ -7,6 +7,7 @@ process (tests) never clash over metric names.
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import get_args
@@ -14,11 +15,14 @@ from typing import get_args
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import crud
 from app.schemas import JobStatus
+
+log = logging.getLogger(__name__)
 
 EPOCH_RATE_WINDOW_SECONDS = 60.0
 
@@ -30,10 +34,16 @@ class JobCollector(Collector):
         self.session_factory = session_factory
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        with self.session_factory() as session:
-            by_status = crud.count_jobs_by_status(session)
-            recent_epochs = crud.count_epoch_events_since(session, EPOCH_RATE_WINDOW_SECONDS)
-            total_epochs = crud.count_epochs(session)
+        try:
+            with self.session_factory() as session:
+                by_status = crud.count_jobs_by_status(session)
+                recent_epochs = crud.count_epoch_events_since(session, EPOCH_RATE_WINDOW_SECONDS)
+                total_epochs = crud.count_epochs(session)
+        except SQLAlchemyError:
+            log.exception("metrics: the database did not answer")
+            yield GaugeMetricFamily("netgrow_database_up", "1 if the database answered this scrape.", value=0)
+            return
+        yield GaugeMetricFamily("netgrow_database_up", "1 if the database answered this scrape.", value=1)
         jobs = GaugeMetricFamily("netgrow_jobs", "Jobs in the database by status.", labels=["status"])
         for status in get_args(JobStatus):
             jobs.add_metric([status], by_status.get(status, 0))
