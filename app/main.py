@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import importlib
 import logging
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
-from fastapi.exception_handlers import http_exception_handler
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from app.api.errors import install_error_handlers
 from app.api.main import api_router
 from app.metrics import Metrics, RequestTimingMiddleware
 from app.middleware import BodySizeLimitMiddleware
@@ -46,33 +42,6 @@ def _version() -> str:
         return version("netgrow")
     except PackageNotFoundError:
         return "0+unknown"
-
-
-def _allowed_methods(app: FastAPI, path: str) -> list[str]:
-    """The methods the OpenAPI document lists for ``path`` (all routes that match it, not just the first)."""
-    if not hasattr(app.state, "path_methods"):
-        app.state.path_methods = [
-            (re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"),
-             [method.upper() for method in operations])
-            for template, operations in app.openapi()["paths"].items()]
-    return sorted({method for pattern, methods in app.state.path_methods if pattern.match(path) for method in methods})
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    # Starlette's 405 names the methods of the first route matching the path only; /v1/jobs has two.
-    assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code == 405:
-        allow = ", ".join(_allowed_methods(request.app, request.url.path))
-        exc = StarletteHTTPException(405, exc.detail, headers={**(exc.headers or {}), "Allow": allow})
-    return await http_exception_handler(request, exc)
-
-
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    # FastAPI's own handler also echoes each invalid input back, which for a large
-    # spec means the whole body; `loc`, `msg` and `type` say everything needed.
-    assert isinstance(exc, RequestValidationError)
-    detail = [{"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]} for error in exc.errors()]
-    return JSONResponse({"detail": detail}, status_code=422)
 
 
 def create_app(
@@ -121,8 +90,7 @@ def create_app(
     app.state.metrics = Metrics(app.state.sessions)
     app.state.sse_poll_seconds = sse_poll_seconds
     app.state.sse_heartbeat_seconds = sse_heartbeat_seconds
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestTimingMiddleware, metrics=app.state.metrics)  # outermost: times 413s too
     app.include_router(api_router)

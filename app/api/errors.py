@@ -1,4 +1,4 @@
-"""Turning ``growth.errors.SpecError`` into FastAPI's 422 body.
+"""Error bodies: spec errors as FastAPI's 422, and the app's exception handlers.
 
 A spec error names a dotted field (``model.layers[2]``); clients get the same
 ``{"detail": [{"loc": ["body", "model", "layers", 2], "msg", "type"}]}`` shape
@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import re
 
+from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from growth.errors import SpecError
 
@@ -28,3 +32,38 @@ def validation_error(loc: list[str | int], message: str, kind: str) -> RequestVa
 
 def spec_validation_error(exc: SpecError, kind: str = "spec_error") -> RequestValidationError:
     return validation_error(["body", *field_loc(exc.field)], exc.message, kind)
+
+
+# --- handlers -------------------------------------------------------------------------------
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
+
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods the OpenAPI document lists for ``path`` (all routes that match it, not just the first)."""
+    if not hasattr(app.state, "path_methods"):
+        app.state.path_methods = [
+            (re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"),
+             [method.upper() for method in operations])
+            for template, operations in app.openapi()["paths"].items()]
+    return sorted({method for pattern, methods in app.state.path_methods if pattern.match(path) for method in methods})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    # Starlette's 405 names the methods of the first route matching the path only; /v1/jobs has two.
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        allow = ", ".join(_allowed_methods(request.app, request.url.path))
+        exc = StarletteHTTPException(405, exc.detail, headers={**(exc.headers or {}), "Allow": allow})
+    return await http_exception_handler(request, exc)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's own handler also echoes each invalid input back, which for a large
+    # spec means the whole body; `loc`, `msg` and `type` say everything needed.
+    assert isinstance(exc, RequestValidationError)
+    detail = [{"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]} for error in exc.errors()]
+    return JSONResponse({"detail": detail}, status_code=422)

@@ -6,7 +6,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.api.conftest import LiveApi, smoke_spec
+from api_support import LiveApi, smoke_spec
 
 pytestmark = pytest.mark.service
 

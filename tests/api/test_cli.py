@@ -5,14 +5,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app.cli import main
-from tests.api.conftest import REPO, LiveApi, dense_spec, smoke_spec
+from api_support import REPO, LiveApi, dense_spec, smoke_spec
 
 pytestmark = pytest.mark.service
 

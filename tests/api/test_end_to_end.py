@@ -15,7 +15,7 @@ import httpx
 import pytest
 from safetensors import safe_open
 
-from tests.api.conftest import LiveApi, dense_spec, read_events, smoke_spec, wait_finished
+from api_support import LiveApi, dense_spec, read_events, smoke_spec, wait_finished
 
 pytestmark = pytest.mark.service
 

@@ -5,7 +5,7 @@ import httpx
 import pytest
 
 from app.sse import parse_sse
-from tests.api.conftest import LiveApi, read_events, smoke_spec
+from api_support import LiveApi, read_events, smoke_spec
 
 pytestmark = pytest.mark.service
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import LiveApi, read_events, running_api, smoke_spec
+from api_support import LiveApi, read_events, running_api, smoke_spec
 
 pytestmark = pytest.mark.service
 
@@ -48,35 +48,38 @@ def fast_lease_api(settings_env: Callable[..., Any], sqlite_url: str) -> Iterato
 
 def test_a_running_job_cancels_cooperatively_and_a_retry_resumes_it(fast_lease_api: LiveApi) -> None:
     client = fast_lease_api.user()
-    spec = smoke_spec(method="dense", train={**smoke_spec()["train"], "epochs": 40},
-                      data={"name": "digits", "image_size": 16})
+    # Far more epochs than either run gets to: each run ends with a cancel, so the test takes about
+    # as long on a fast machine as on a slow one, and a cancel can never come too late.
+    spec = smoke_spec(method="dense", train={**smoke_spec()["train"], "epochs": 1000})
     del spec["growth"]
     job_id = client.post("/v1/jobs", json=spec).json()["id"]
 
-    def cancel_after_two_epochs(message: Any) -> bool:
-        if message.event == "epoch" and message.json()["epoch"] == 1:
-            response = client.post(f"/v1/jobs/{job_id}/cancel")
-            assert response.status_code == 200
-            assert response.json()["status"] == "running" and response.json()["cancel_requested"] is True
-        return False
+    def cancel_at(epoch: int) -> Callable[[Any], bool]:
+        def on_message(message: Any) -> bool:
+            if message.event == "epoch" and message.json()["epoch"] == epoch:
+                response = client.post(f"/v1/jobs/{job_id}/cancel")
+                assert response.status_code == 200
+                assert response.json()["status"] == "running" and response.json()["cancel_requested"] is True
+            return False
+        return on_message
 
-    first_run = read_events(client, job_id, stop=cancel_after_two_epochs)
+    first_run = read_events(client, job_id, stop=cancel_at(1))
     assert first_run[-1].event == "state" and first_run[-1].json()["status"] == "canceled"
     done = [m.json()["epoch"] for m in first_run if m.event == "epoch"]
-    assert done == list(range(len(done))) and 2 <= len(done) < 40
+    assert done == list(range(len(done))) and 2 <= len(done) < 1000
     job = client.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "canceled" and job["progress"]["epoch"] == len(done)
-    history = client.get(f"/v1/jobs/{job_id}/history").json()["epochs"]
-    assert [e["epoch"] for e in history] == done  # kept
+    assert [e["epoch"] for e in client.get(f"/v1/jobs/{job_id}/history").json()["epochs"]] == done  # kept
 
     assert client.post(f"/v1/jobs/{job_id}/retry").json()["status"] == "queued"
-    second_run = read_events(client, job_id, last_event_id=int(first_run[-1].id))
-    resumed = [m.json() for m in second_run if m.event == "state" and m.json()["status"] == "running"]
-    assert resumed[0]["resumed_after_epoch"] == len(done) - 1
-    assert [m.json()["epoch"] for m in second_run if m.event == "epoch"] == list(range(len(done), 40))
-    assert second_run[-1].json()["status"] == "succeeded"
+    second_run = read_events(client, job_id, last_event_id=int(first_run[-1].id), stop=cancel_at(len(done) + 1))
+    states = [m.json() for m in second_run if m.event == "state"]
+    assert [s["status"] for s in states] == ["queued", "running", "canceled"]
+    assert states[1]["resumed_after_epoch"] == len(done) - 1  # the checkpoint of the last recorded epoch
+    resumed = [m.json()["epoch"] for m in second_run if m.event == "epoch"]
+    assert resumed == list(range(len(done), len(done) + len(resumed))) and len(resumed) >= 2
 
     job = client.get(f"/v1/jobs/{job_id}").json()
-    assert job["status"] == "succeeded" and job["attempts"] == 2 and job["progress"]["epoch"] == 40
+    assert job["status"] == "canceled" and job["attempts"] == 2
     epochs = [e["epoch"] for e in client.get(f"/v1/jobs/{job_id}/history").json()["epochs"]]
-    assert epochs == list(range(40))
+    assert epochs == list(range(len(done) + len(resumed)))  # no epoch missing, none twice

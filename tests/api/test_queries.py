@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import event
 
 from growth.events import EpochEnd, UnitStat
-from tests.api.conftest import LiveApi, dense_spec, smoke_spec
+from api_support import LiveApi, dense_spec, smoke_spec
 
 pytestmark = pytest.mark.service
 

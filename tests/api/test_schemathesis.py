@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from app.cli.server import BackgroundServer, free_port
-from tests.api.conftest import smoke_spec
+from api_support import smoke_spec
 
 pytestmark = pytest.mark.service
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import LiveApi, smoke_spec
+from api_support import LiveApi, smoke_spec
 
 pytestmark = pytest.mark.service
 
