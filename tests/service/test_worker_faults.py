@@ -127,7 +127,8 @@ def test_a_job_out_of_attempts_after_its_worker_dies_fails_with_the_reason(setti
 
 def test_cancelling_a_running_job_stops_it_and_keeps_its_history(settings, sessions, celery_workers, wait):
     worker = celery_workers.start("only")
-    job_id = submit(sessions, spec(epochs=2000))
+    # Dense training runs all its epochs; a growth job would end early once its growth stops.
+    job_id = submit(sessions, {**spec(epochs=2000), "method": "dense"})
     wait(lambda: job_of(sessions, job_id).progress_epoch >= 1, message="the first recorded epoch")
     with sessions() as session:
         assert crud.request_cancel(session, job_id).cancel_requested
