@@ -1,4 +1,4 @@
-"""Write-side data access for jobs: create, cancel, retry, claim, lease, record, finish, reap.
+"""Write-side data access for jobs: create, cancel, retry, claim, lease, record, finish, reap, re-send.
 
 Every function is one unit of work and commits. Everything a worker writes
 while it runs a job is fenced by its lease: the UPDATE that starts each
@@ -53,7 +53,7 @@ def create_job(
     normalised = job_spec.to_dict()
     job = Job(owner=owner, method=job_spec.method, spec=normalised, status=JobStatus.QUEUED, attempts=0,
               max_attempts=max_attempts, idempotency_key=idempotency_key, progress_epoch=0,
-              progress_total=job_spec.total_epochs, current_model=normalised["model"])
+              progress_total=job_spec.total_epochs, current_model=normalised["model"], enqueued_at=utcnow())
     session.add(job)
     try:
         session.flush()
@@ -99,7 +99,7 @@ def retry_job(session: Session, job_id: uuid.UUID, *, extra_attempts: int) -> Jo
     retried = _update_job(
         session, and_(Job.id == job_id, Job.status.in_((JobStatus.FAILED, JobStatus.CANCELED))),
         status=JobStatus.QUEUED, cancel_requested=False, error=None, finished_at=None, lease_owner=None,
-        lease_expires_at=None, max_attempts=Job.attempts + extra_attempts)
+        lease_expires_at=None, max_attempts=Job.attempts + extra_attempts, enqueued_at=utcnow())
     if not retried:
         session.rollback()
         return None
@@ -275,7 +275,7 @@ def end_job(
 def release_job(session: Session, job_id: uuid.UUID, *, lease_owner: str, reason: str) -> bool:
     """Hand a running job back to the queue (its process is shutting down); the attempt is not counted."""
     if not _update_job(session, _leased(job_id, lease_owner), status=JobStatus.QUEUED,
-                       attempts=Job.attempts - 1, lease_owner=None, lease_expires_at=None):
+                       attempts=Job.attempts - 1, lease_owner=None, lease_expires_at=None, enqueued_at=utcnow()):
         session.rollback()
         return False
     _add_event(session, job_id, EventKind.STATE, {"status": JobStatus.QUEUED, "reason": reason})
@@ -358,7 +358,7 @@ def reap_expired_leases(session: Session, now: datetime | None = None) -> Reaped
             values = {"status": status, "finished_at": now, "error": error}
         else:
             status, bucket, error = JobStatus.QUEUED, reaped.requeued, None
-            values = {"status": status}
+            values = {"status": status, "enqueued_at": now}
         checkpoint = _checkpoint_file(checkpoint_path, checkpoint_epoch) if status != JobStatus.QUEUED else None
         if not _update_job(session, still_expired, lease_owner=None, lease_expires_at=None, **values):
             session.rollback()
@@ -374,11 +374,53 @@ def reap_expired_leases(session: Session, now: datetime | None = None) -> Reaped
     return reaped
 
 
+def _waiting_to_run() -> ColumnElement[bool]:
+    """Queued and claimable (``claim_job`` would take it)."""
+    return and_(Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(False), Job.attempts < Job.max_attempts)
+
+
 def next_queued_job(session: Session) -> uuid.UUID | None:
     """The oldest job waiting to run (the embedded runner's queue is the jobs table itself)."""
-    job_id = session.scalar(
-        select(Job.id).where(Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(False),
-                             Job.attempts < Job.max_attempts)
-        .order_by(Job.created_at).limit(1))
+    job_id = session.scalar(select(Job.id).where(_waiting_to_run()).order_by(Job.created_at).limit(1))
     session.rollback()
     return job_id
+
+
+# --------------------------------------------------------------------------- re-sending lost messages
+#
+# The broker is not the source of truth: a send can fail after the job is stored, and a Redis
+# restart drops every waiting job id. ``jobs.enqueued_at`` says when a job's id was last sent
+# (NULL: the last send failed), and the reaper sends a waiting job again once that is older
+# than ``requeue_after_seconds``. A duplicate is harmless: the claim lets one delivery run it.
+
+
+def _not_sent_since(sent_before: datetime) -> ColumnElement[bool]:
+    return or_(Job.enqueued_at.is_(None), Job.enqueued_at < sent_before)
+
+
+def queued_jobs_to_resend(session: Session, *, sent_before: datetime) -> list[uuid.UUID]:
+    """Jobs waiting to run whose id was not sent since ``sent_before`` (or whose last send failed), oldest first."""
+    job_ids = list(session.scalars(
+        select(Job.id).where(_waiting_to_run(), _not_sent_since(sent_before)).order_by(Job.created_at)))
+    session.rollback()
+    return job_ids
+
+
+def claim_resend(session: Session, job_id: uuid.UUID, *, sent_before: datetime, now: datetime | None = None) -> bool:
+    """Take the right to send this job's id again: True for exactly one of several reapers per period. Commits.
+
+    The conditional UPDATE moves ``enqueued_at`` to ``now`` only while the job
+    still waits and was not sent since ``sent_before``, so a second reaper
+    scanning at the same time finds the condition false and sends nothing.
+    """
+    claimed = _update_job(session, and_(Job.id == job_id, _waiting_to_run(), _not_sent_since(sent_before)),
+                          enqueued_at=now or utcnow())
+    session.commit()
+    return claimed
+
+
+def mark_unsent(session: Session, job_id: uuid.UUID) -> bool:
+    """Record that sending a queued job's id failed, so the next reaper scan sends it. Commits."""
+    marked = _update_job(session, and_(Job.id == job_id, Job.status == JobStatus.QUEUED), enqueued_at=None)
+    session.commit()
+    return marked

@@ -25,7 +25,15 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=60.0, gt=0, description="a job whose worker is silent this long is re-queued")
     heartbeat_seconds: float = Field(default=0.0, ge=0, description="lease renewal interval; 0 means lease_seconds / 3")
     reaper_seconds: float = Field(default=0.0, ge=0,
-                                  description="expired-lease scan interval; 0 means lease_seconds / 2")
+                                  description="reaper scan interval (expired leases, queued jobs to re-send); "
+                                              "0 means lease_seconds / 2")
+    # Redis may lose queued job ids (a restart without persistence, a failover, a flush); the database still
+    # has the jobs. A job that waits behind busy workers also gets sent again once per period: each such
+    # duplicate costs a worker one failed claim (a no-op), so this trades recovery time against queue noise.
+    requeue_after_seconds: float = Field(
+        default=0.0, ge=0,
+        description="a job still queued this long after its id was last sent is sent again (the broker may "
+                    "have lost the message); 0 means 5 * lease_seconds")
     max_attempts: int = Field(default=3, ge=1, description="runs of a job before it is marked failed")
     # Redis re-delivers a message still unacknowledged after this long (celery#5935), and with acks_late
     # a message stays unacknowledged while its job trains. The database claim turns a re-delivery into a
@@ -46,6 +54,8 @@ class Settings(BaseSettings):
             self.heartbeat_seconds = self.lease_seconds / 3
         if not self.reaper_seconds:
             self.reaper_seconds = self.lease_seconds / 2
+        if not self.requeue_after_seconds:
+            self.requeue_after_seconds = 5 * self.lease_seconds
         if self.heartbeat_seconds >= self.lease_seconds:
             raise ValueError("heartbeat_seconds must be shorter than lease_seconds, or the lease lapses between beats")
         if self.broker_url == "":

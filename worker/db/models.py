@@ -153,6 +153,10 @@ class Job(Base):
     result: Mapped[dict[str, Any] | None]  # the result JSON without its history
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the job last became queued or its id was last sent to the broker; NULL when the last send failed
+    # (or the row predates revision 0002). A queued job not sent for a while may have lost its message:
+    # the reaper sends it again (worker.reaper).
+    enqueued_at: Mapped[datetime | None] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 

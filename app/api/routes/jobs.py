@@ -93,14 +93,21 @@ def _same_spec(stored: dict[str, Any], submitted: dict[str, Any]) -> bool:
     return json.dumps(stored, sort_keys=True) == json.dumps(json.loads(json.dumps(submitted)), sort_keys=True)
 
 
-def _enqueue_or_503(job: Job, settings: Settings) -> None:
+def _enqueue_or_503(job: Job, settings: Settings, *, repeat_hint: str = "") -> None:
+    """Send the job's id to the workers; 503 if the broker is down, although the job is stored and queued.
+
+    The failed send is recorded on the job (``worker.queue.enqueue``), and the
+    reaper in every worker sends it once the broker answers again, so the
+    client does not have to do anything for the job to run.
+    """
     try:
         enqueue(job.id, settings)
     except Exception as exc:
-        log.exception("job %s: stored but could not be queued", job.id)
+        log.exception("job %s: stored and queued, but its id could not be sent to the broker", job.id)
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                            f"job {job.id} is stored but the queue is unreachable ({type(exc).__name__}); "
-                            "send the same request again with the same Idempotency-Key") from exc
+                            f"job {job.id} is stored and queued, but the broker is unreachable "
+                            f"({type(exc).__name__}); the job will be sent to a worker automatically when the "
+                            f"broker is back{repeat_hint}") from exc
 
 
 @router.post(
@@ -114,7 +121,9 @@ def _enqueue_or_503(job: Job, settings: Settings) -> None:
         422: {"model": ValidationErrorBody,
               "description": "Invalid spec, a spec above the server's limits, or an Idempotency-Key reused "
                              "for a different spec; `loc` names the field."},
-        503: {"model": ErrorBody, "description": "Stored, but the queue is unreachable: retry with the same key."},
+        503: {"model": ErrorBody,
+              "description": "Stored and queued, but the broker is unreachable: the job is sent to a worker when "
+                             "the broker is back. Repeating the request with the same Idempotency-Key returns it."},
     },
 )
 def submit_job(
@@ -143,8 +152,10 @@ def submit_job(
                                "use a new key for a new job", "idempotency_key_reused")
     if created or job.status == "queued":
         # Sending a queued job's id again is harmless (workers claim it in the database), and
-        # it heals a submission whose first enqueue failed.
-        _enqueue_or_503(job, settings)
+        # it heals a submission whose first enqueue failed sooner than the reaper would.
+        _enqueue_or_503(job, settings, repeat_hint=(
+            "; sending this request again with the same Idempotency-Key returns this job" if idempotency_key
+            else "; sending this request again without an Idempotency-Key would store a second job"))
     read = job_read(job, request)
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     response.headers["Location"] = read.links.self
@@ -261,7 +272,8 @@ def cancel_job(job: OwnedJob, request: Request, session: SessionDep) -> JobRead:
 @router.post(
     "/{job_id}/retry",
     responses=NOT_FOUND | {409: {"model": ErrorBody, "description": "Only failed or canceled jobs are retried."},
-                           503: {"model": ErrorBody, "description": "Re-queued, but the queue is unreachable."}},
+                           503: {"model": ErrorBody, "description": "Re-queued, but the broker is unreachable: "
+                                                                     "the job is sent when the broker is back."}},
 )
 def retry_job(job: OwnedJob, request: Request, session: SessionDep, settings: SettingsDep) -> JobRead:
     """Queue a failed or canceled job again; it resumes after its last checkpointed epoch."""
