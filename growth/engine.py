@@ -68,8 +68,11 @@ class RunContext:
         selected_counts = torch.stack(counts).tolist() if counts else []
         stats = []
         for unit, selected in zip(units, selected_counts):
-            per_filter = selected / max(len(unit.producers), 1)
-            stats.append(UnitStat(unit.name, unit.width, round(per_filter), per_filter / unit.width))
+            producers = max(len(unit.producers), 1)
+            # One division of the integer counts: (48 / 5) / 12 would give 0.7999999999999999
+            # for a ratio of exactly 0.8 and miss a threshold of 0.8.
+            ratio = selected / (producers * unit.width)
+            stats.append(UnitStat(unit.name, unit.width, round(selected / producers), ratio))
         return stats
 
 

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from ..engine import RunContext
 
 
+_POINTS_TOLERANCE = 1e-9  # percentage points
+
+
 class AutoGrow(Method):
     name = "autogrow"
 
@@ -45,7 +48,9 @@ class AutoGrow(Method):
         if len(self.val_history) <= j:
             return False
         gain = max(self.val_history) - max(self.val_history[:-j])
-        return gain * 100.0 < self.spec.autogrow.min_improvement
+        # Accuracies are k/n; their float difference can fall just short of a gain that
+        # equals the minimum exactly (0.9005 − 0.9 = 0.0004999999999999449).
+        return gain * 100.0 < self.spec.autogrow.min_improvement - _POINTS_TOLERANCE
 
     def after_epoch(self, ctx: "RunContext", epoch: int, val_accuracy: float) -> list[Change]:
         a = self.spec.autogrow

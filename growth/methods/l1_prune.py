@@ -30,9 +30,19 @@ def filter_l1_norms(unit: Any) -> torch.Tensor:
     return torch.stack(norms).sum(dim=0)
 
 
+# keep·n is compared with whole filter counts: 0.07·100 is 7.000000000000001 and
+# (1 − 0.7)·10 is 3.0000000000000004 in floating point, which must still keep 7 and 3.
+_COUNT_TOLERANCE = 1e-9
+
+
+def kept_count(keep: float, width: int) -> int:
+    """⌈keep·width⌉ filters, at least one, with float error in keep·width ignored."""
+    return max(1, math.ceil(keep * width - _COUNT_TOLERANCE))
+
+
 def keep_indices(unit: Any, keep: float) -> torch.Tensor:
     """Indices (ascending) of the ⌈keep·n⌉ filters with the largest L1 norms."""
-    n_keep = max(1, math.ceil(keep * unit.width))
+    n_keep = kept_count(keep, unit.width)
     top = torch.topk(filter_l1_norms(unit), n_keep, largest=True, sorted=False).indices
     return torch.sort(top).values
 

@@ -6,11 +6,12 @@ RMDA restarts its dual averaging at every learning-rate milestone, as the paper 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from ..optim import RMDA, ProxSGD
+from ..optim._common import GroupLassoOptimizer
 from ..optim.rmda import group_sparsity
 from .base import Method
 
@@ -19,23 +20,22 @@ if TYPE_CHECKING:
 
 
 class _Sparse(Method):
+    optimizer_class: ClassVar[type[GroupLassoOptimizer]]
+
+    def make_optimizer(self, param_groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+        t = self.spec.train
+        return self.optimizer_class(param_groups, lr=t.lr, momentum=t.momentum, lam=self.spec.regularizer.lam,
+                                    weight_decay=t.weight_decay)
+
     def result_extras(self, ctx: "RunContext") -> dict[str, Any]:
         return {"group_sparsity": group_sparsity(ctx.optimizer)}
 
 
 class Rmda(_Sparse):
     name = "rmda"
-
-    def make_optimizer(self, param_groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
-        t = self.spec.train
-        return RMDA(param_groups, lr=t.lr, momentum=t.momentum, lam=self.spec.regularizer.lam,
-                    weight_decay=t.weight_decay)
+    optimizer_class = RMDA
 
 
 class ProxSgd(_Sparse):
     name = "prox_sgd"
-
-    def make_optimizer(self, param_groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
-        t = self.spec.train
-        return ProxSGD(param_groups, lr=t.lr, momentum=t.momentum, lam=self.spec.regularizer.lam,
-                       weight_decay=t.weight_decay)
+    optimizer_class = ProxSGD

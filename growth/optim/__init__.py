@@ -1,7 +1,9 @@
 """Optimizers that learn sparse structure while training.
 
 DessiLBI (the growth method's optimizer) and the structured-sparsity
-baselines; the group-lasso proximal maps they share are in ``prox``.
+baselines; the group-lasso proximal maps they share are in ``prox``, the
+torch.optim plumbing (closure, gathering params with gradients, RMDA's and
+ProxSGD's common options) in ``_common``.
 """
 from growth.optim.dessilbi import (
     DessiLBI,

@@ -31,6 +31,7 @@ from torch.optim.optimizer import (
 from torch.utils.weak import WeakIdKeyDictionary
 
 from growth.errors import SpecError
+from growth.optim._common import closure_loss, params_with_grad
 from growth.optim.prox import NORM_FLOOR, group_norms, group_soft_threshold, is_grouped
 
 __all__ = [
@@ -172,11 +173,7 @@ class DessiLBI(Optimizer):
         gammas: list[Tensor | None],
     ) -> None:
         lift = group["structural"]
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise RuntimeError("DessiLBI does not support sparse gradients")
+        for p in params_with_grad(group, "DessiLBI"):
             state = self.state[p]
             params.append(p)
             grads.append(p.grad)
@@ -195,11 +192,7 @@ class DessiLBI(Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """Perform one DessiLBI step; ``closure`` re-evaluates the loss if given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-
+        loss = closure_loss(closure)
         for group in self.param_groups:
             params: list[Tensor] = []
             grads: list[Tensor] = []

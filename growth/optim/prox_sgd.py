@@ -21,15 +21,15 @@ from typing import Any, Callable
 
 import torch
 from torch import Tensor
-from torch.optim.optimizer import Optimizer, ParamsT, _default_to_fused_or_foreach
+from torch.optim.optimizer import Optimizer
 
-from ..errors import SpecError
+from ._common import GroupLassoOptimizer, closure_loss, params_with_grad, use_foreach
 from .prox import group_lasso_weight, shrink_groups_
 
 __all__ = ["ProxSGD", "prox_sgd"]
 
 
-class ProxSGD(Optimizer):
+class ProxSGD(GroupLassoOptimizer):
     """Proximal SGD with heavy-ball momentum and a row-group-lasso regularizer.
 
     Args:
@@ -42,38 +42,10 @@ class ProxSGD(Optimizer):
         foreach: use the ``torch._foreach_*`` implementation; default: on CUDA.
     """
 
-    def __init__(
-        self,
-        params: ParamsT,
-        lr: float = 0.1,
-        momentum: float = 0.9,
-        lam: float = 0.0,
-        weight_decay: float = 0.0,
-        *,
-        foreach: bool | None = None,
-    ) -> None:
-        defaults = {
-            "lr": lr,
-            "momentum": momentum,
-            "lam": lam,
-            "weight_decay": weight_decay,
-            "regularized": True,
-            "foreach": foreach,
-        }
-        super().__init__(params, defaults)
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        _check_group({**self.defaults, **param_group})
-        super().add_param_group(param_group)
-
     def _init_group(
         self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor], buffers: list[Tensor]
     ) -> None:
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise RuntimeError("ProxSGD does not support sparse gradients")
+        for p in params_with_grad(group, "ProxSGD"):
             params.append(p)
             grads.append(p.grad)
             if group["momentum"] != 0.0:
@@ -86,11 +58,7 @@ class ProxSGD(Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """Perform one proximal momentum-SGD step on every parameter that has a gradient."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-
+        loss = closure_loss(closure)
         for group in self.param_groups:
             params: list[Tensor] = []
             grads: list[Tensor] = []
@@ -104,22 +72,11 @@ class ProxSGD(Optimizer):
                 buffers,
                 lr=group["lr"],
                 momentum=group["momentum"],
-                lam=group["lam"] if group["regularized"] else 0.0,
+                lam=self.group_lam(group),
                 weight_decay=group["weight_decay"],
                 foreach=group["foreach"],
             )
         return loss
-
-
-def _check_group(group: dict[str, Any]) -> None:
-    if not group["lr"] >= 0.0:
-        raise SpecError("lr", f"must be ≥ 0, got {group['lr']}")
-    if not 0.0 <= group["momentum"] < 1.0:
-        raise SpecError("momentum", f"must be in [0, 1), got {group['momentum']}")
-    if not group["lam"] >= 0.0:
-        raise SpecError("lam", f"the group-lasso weight must be ≥ 0, got {group['lam']}")
-    if not group["weight_decay"] >= 0.0:
-        raise SpecError("weight_decay", f"must be ≥ 0, got {group['weight_decay']}")
 
 
 def prox_sgd(
@@ -134,9 +91,7 @@ def prox_sgd(
     foreach: bool | None = None,
 ) -> None:
     """Functional ProxSGD step; ``buffers`` is empty when ``momentum == 0``."""
-    if foreach is None:
-        _, foreach = _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)
-    impl = _multi_tensor_prox_sgd if foreach and not torch.jit.is_scripting() else _single_tensor_prox_sgd
+    impl = _multi_tensor_prox_sgd if use_foreach(foreach, params) else _single_tensor_prox_sgd
     impl(params, grads, buffers, lr=lr, momentum=momentum, lam=lam, weight_decay=weight_decay)
 
 

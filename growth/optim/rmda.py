@@ -46,9 +46,9 @@ from typing import Any, Callable
 
 import torch
 from torch import Tensor
-from torch.optim.optimizer import Optimizer, ParamsT, _default_to_fused_or_foreach
+from torch.optim.optimizer import Optimizer, ParamsT
 
-from ..errors import SpecError
+from ._common import GroupLassoOptimizer, closure_loss, params_with_grad, use_foreach
 from .prox import group_lasso_weight, group_sparsity, shrink_groups_
 
 # ``group_sparsity`` lives in ``growth.optim.prox`` (ProxSGD reports it too); it is
@@ -56,7 +56,7 @@ from .prox import group_lasso_weight, group_sparsity, shrink_groups_
 __all__ = ["RMDA", "group_sparsity", "rmda"]
 
 
-class RMDA(Optimizer):
+class RMDA(GroupLassoOptimizer):
     """Regularized modernized dual averaging with a row-group-lasso regularizer.
 
     Args:
@@ -70,6 +70,8 @@ class RMDA(Optimizer):
         foreach: use the ``torch._foreach_*`` implementation; default: on CUDA.
     """
 
+    momentum_hint = "c = 1 − momentum > 0"
+
     def __init__(
         self,
         params: ParamsT,
@@ -81,19 +83,10 @@ class RMDA(Optimizer):
         momentum_follows_lr: bool = True,
         foreach: bool | None = None,
     ) -> None:
-        defaults = {
-            "lr": lr,
-            "momentum": momentum,
-            "lam": lam,
-            "weight_decay": weight_decay,
-            "regularized": True,
-            "momentum_follows_lr": momentum_follows_lr,
-            "foreach": foreach,
-        }
-        super().__init__(params, defaults)
+        super().__init__(params, lr, momentum, lam, weight_decay, foreach=foreach,
+                         momentum_follows_lr=momentum_follows_lr)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        _check_group({**self.defaults, **param_group})
         super().add_param_group(param_group)
         self.param_groups[-1].setdefault("reference_lr", self.param_groups[-1]["lr"])
 
@@ -131,11 +124,7 @@ class RMDA(Optimizer):
         steps: list[Tensor],
         alphas: list[Tensor],
     ) -> None:
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise RuntimeError("RMDA does not support sparse gradients")
+        for p in params_with_grad(group, "RMDA"):
             state = self.state[p]
             if not state:
                 state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
@@ -158,11 +147,7 @@ class RMDA(Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """Perform one RMDA step on every parameter that has a gradient."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-
+        loss = closure_loss(closure)
         for group in self.param_groups:
             params: list[Tensor] = []
             grads: list[Tensor] = []
@@ -182,22 +167,11 @@ class RMDA(Optimizer):
                 alphas,
                 lr=group["lr"],
                 mixing=self.mixing_coefficient(group),
-                lam=group["lam"] if group["regularized"] else 0.0,
+                lam=self.group_lam(group),
                 weight_decay=group["weight_decay"],
                 foreach=group["foreach"],
             )
         return loss
-
-
-def _check_group(group: dict[str, Any]) -> None:
-    if not group["lr"] >= 0.0:
-        raise SpecError("lr", f"must be ≥ 0, got {group['lr']}")
-    if not 0.0 <= group["momentum"] < 1.0:
-        raise SpecError("momentum", f"must be in [0, 1) (c = 1 − momentum > 0), got {group['momentum']}")
-    if not group["lam"] >= 0.0:
-        raise SpecError("lam", f"the group-lasso weight must be ≥ 0, got {group['lam']}")
-    if not group["weight_decay"] >= 0.0:
-        raise SpecError("weight_decay", f"must be ≥ 0, got {group['weight_decay']}")
 
 
 def rmda(
@@ -219,9 +193,7 @@ def rmda(
     ``lam`` is applied to the ``ndim >= 2`` tensors only; pass 0 for an
     unregularized group.
     """
-    if foreach is None:
-        _, foreach = _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)
-    impl = _multi_tensor_rmda if foreach and not torch.jit.is_scripting() else _single_tensor_rmda
+    impl = _multi_tensor_rmda if use_foreach(foreach, params) else _single_tensor_rmda
     impl(
         params,
         grads,

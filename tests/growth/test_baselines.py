@@ -35,6 +35,17 @@ def test_l1_ranking_keeps_the_filters_with_the_largest_abs_sums():
     assert keep_indices(model.unit("conv1"), 0.01).tolist() == [2]  # at least one filter stays
 
 
+@pytest.mark.parametrize(("width", "keep", "kept"), [
+    (100, 0.07, 7),  # 0.07 · 100 = 7.000000000000001 in floating point
+    (10, 1.0 - 0.7, 3),  # the sensitivity analysis's "prune 70%" of ten filters
+    (20, 0.35, 7),
+    (10, 0.25, 3),  # ⌈2.5⌉: a share that is not a whole number of filters rounds up
+])
+def test_l1_keeps_the_exact_share_of_filters_despite_float_error(width, keep, kept):
+    model = vgg([width, "M", 4])
+    assert keep_indices(model.unit("conv1"), keep).numel() == kept
+
+
 def test_l1_pruned_network_equals_the_masked_dense_network():
     torch.manual_seed(0)
     model = vgg([6, "M", 6]).eval()
@@ -83,6 +94,16 @@ def test_autogrow_stops_when_best_val_accuracy_stalls_over_the_last_j_epochs():
     assert method._stalled()  # best went 0.70 → 0.704: +0.4 points < 0.5 over the last 3 epochs
     method.val_history = [0.50, 0.60, 0.70, 0.704, 0.701, 0.706]
     assert not method._stalled()  # +0.6 points
+
+
+def test_autogrow_improvement_of_exactly_the_minimum_is_not_a_stall():
+    # One more right answer out of 2000 validation images is +0.05 points, but
+    # 0.9005 − 0.9 is 0.0004999999999999449 in floating point.
+    method = autogrow_method(min_improvement=0.05)
+    method.val_history = [0.5, 0.6, 0.9, 0.9005, 0.9001, 0.9002]
+    assert not method._stalled()
+    method.val_history = [0.5, 0.6, 0.9, 0.9004, 0.9001, 0.9002]
+    assert method._stalled()  # +0.04 points
 
 
 def test_rmda_restarts_at_every_lr_milestone(monkeypatch):

@@ -44,6 +44,26 @@ def test_ratio_rule_widens_exactly_the_units_at_or_above_threshold():
     assert gamma.shape[0] == 16 and gamma[:7].eq(1).all() and gamma[7:].eq(0).all()
 
 
+def test_residual_unit_at_exactly_the_threshold_triggers():
+    # A stage of 4 blocks has 5 producers (4 conv2 + the projection): 48 of 5 × 12 filters
+    # selected is a ratio of exactly 0.8, which (48 / 5) / 12 = 0.7999999999999999 missed.
+    spec = {**tiny_spec(), "model": {"family": "resnet", "stem": 4,
+                                     "stages": [{"width": 12, "stride": 1, "blocks": [4, 4, 4, 4]}]},
+            "growth": {"every": 1, "threshold": 0.8, "residual_add": 4}}
+    job = parse_spec(spec)
+    method = METHODS["grow"](job)
+    ctx = _build(job, method, None)
+    stage = ctx.model.unit("stage1")
+    for k, (conv, _) in enumerate(stage.producers):
+        gamma = torch.zeros_like(conv.weight)
+        gamma[: 8 if k == 0 else 10] = 1.0  # 8 + 4 · 10 = 48 selected
+        ctx.optimizer.state[conv.weight]["gamma"] = gamma
+    stats = {s.name: s for s in ctx.unit_stats()}
+    assert stats["stage1"].ratio == 0.8
+    changes = method.after_epoch(ctx, 0, 0.5)
+    assert changes and changes[0].units["stage1"] == (12, 16)
+
+
 def test_growth_stops_the_first_time_no_unit_triggers_then_finetunes():
     job = parse_spec(tiny_spec(growth={"every": 1, "threshold": 1.0, "finetune_epochs": 2},
                                optimizer={"lam": 1000.0}))
