@@ -85,6 +85,21 @@ def run(
     should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Run a job to completion and return its result JSON (see docs/architecture.md)."""
+    # Module constructors draw their default init from the global RNG before ours overwrites it:
+    # fork it so that a run leaves the caller's random state as it found it.
+    with torch.random.fork_rng(devices=[]):
+        return _run(spec, on_event, checkpoint_dir=checkpoint_dir, resume_from=resume_from,
+                    should_stop=should_stop)
+
+
+def _run(
+    spec: Mapping[str, Any] | JobSpec,
+    on_event: EventHandler | None,
+    *,
+    checkpoint_dir: str | Path | None,
+    resume_from: str | Path | None,
+    should_stop: Callable[[], bool] | None,
+) -> dict[str, Any]:
     job = parse_spec(spec)
     emit = on_event or (lambda event: None)
     method: Method = METHODS[job.method](job)
@@ -149,10 +164,17 @@ def run(
 
 def _build(job: JobSpec, method: Method, state: dict[str, Any] | None) -> RunContext:
     device = resolve_device(job.train.device)
-    torch.manual_seed(job.seed)
+    cpu = torch.device("cpu")
+
+    def generator(offset: int, on: torch.device) -> torch.Generator:
+        g = torch.Generator(device=on)
+        g.manual_seed(job.seed * 1_000_003 + offset)
+        return g
+
     splits = load_dataset(job.data, seed=job.seed).to(device)
     model_spec = state["model_spec"] if state is not None else job.model
-    model = build_model(model_spec).to(device)
+    # A generator of its own: the caller's global RNG is neither used nor disturbed.
+    model = build_model(model_spec, generator=generator(0, cpu)).to(device)
     groups = model.param_groups()
     if state is not None:
         model.load_state_dict(state["model"])
@@ -161,12 +183,6 @@ def _build(job: JobSpec, method: Method, state: dict[str, Any] | None) -> RunCon
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
 
-    def generator(offset: int, on: torch.device) -> torch.Generator:
-        g = torch.Generator(device=on)
-        g.manual_seed(job.seed * 1_000_003 + offset)
-        return g
-
-    cpu = torch.device("cpu")
     ctx = RunContext(spec=job, model=model, optimizer=optimizer, splits=splits, device=device,
                      input_shape=input_shape_of(job.data), shuffle_rng=generator(1, cpu),
                      augment_rng=generator(2, device) if job.data.get("augment") else None,

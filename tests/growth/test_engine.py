@@ -226,3 +226,14 @@ def test_bad_specs_name_the_field(patch, field):
         growth.run(spec)
     assert err.value.field == field, str(err.value)
     assert "Traceback" not in str(err.value)
+
+
+def test_a_run_neither_uses_nor_disturbs_the_global_rng():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    a = growth.run(tiny_spec(train={"epochs": 1}, growth={"finetune_epochs": 0}))
+    assert torch.equal(torch.rand(3), expected)
+    torch.manual_seed(999)  # a different global state gives the same run
+    b = growth.run(tiny_spec(train={"epochs": 1}, growth={"finetune_epochs": 0}))
+    assert a["history"][0]["train_loss"] == b["history"][0]["train_loss"]
