@@ -135,6 +135,7 @@ def _run(
         loss = train_epoch(ctx.model, ctx.optimizer, x, y, batch_size=job.train.batch_size,
                            shuffle=ctx.shuffle_rng, augmenter=ctx.augment_rng, epoch=epoch,
                            should_stop=should_stop)
+        method.before_evaluation(ctx)
         val_accuracy = ctx.evaluate()
         stats = ctx.unit_stats()
         changes = method.after_epoch(ctx, epoch, val_accuracy)

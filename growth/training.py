@@ -74,3 +74,27 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024) -> 
         correct += (logits.argmax(dim=1) == y[start:start + batch_size]).sum()
     model.train(was_training)
     return int(correct) / x.shape[0]
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, x: Tensor, batch_size: int) -> None:
+    """Recompute every BatchNorm's running statistics as exact averages over ``x``.
+
+    Proximal methods move whole filters towards zero between batches, so the
+    exponential running averages lag behind the weights and eval-mode accuracy
+    swings; one forward pass in train mode with cumulative averaging fixes that.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [(m, m.momentum) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: every batch weighs the same
+    was_training = model.training
+    model.train()
+    for start in range(0, x.shape[0], batch_size):
+        model(x[start:start + batch_size])
+    for m, momentum in saved:
+        m.momentum = momentum
+    model.train(was_training)

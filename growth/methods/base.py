@@ -63,6 +63,9 @@ class Method:
         """Called once before the first epoch of a fresh (not resumed) run."""
         return []
 
+    def before_evaluation(self, ctx: "RunContext") -> None:
+        """Called after each epoch's training, before its validation pass."""
+
     def after_epoch(self, ctx: "RunContext", epoch: int, val_accuracy: float) -> list[Change]:
         """Called after each epoch's evaluation; may change the architecture in place."""
         return []

@@ -3,6 +3,9 @@
 Both use the group-lasso regulariser with weight ``regularizer.lam``; the share
 of all-zero groups (the RMDA paper's "group sparsity") is reported every epoch.
 RMDA restarts its dual averaging at every learning-rate milestone, as the paper does.
+BatchNorm statistics are recalibrated before every evaluation (see
+``recalibrate_batchnorm``): the prox step shrinks filters faster than the
+running averages follow.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import torch
 from ..optim import RMDA, ProxSGD
 from ..optim._common import GroupLassoOptimizer
 from ..optim.rmda import group_sparsity
+from ..training import recalibrate_batchnorm
 from .base import Method
 
 if TYPE_CHECKING:
@@ -26,6 +30,9 @@ class _Sparse(Method):
         t = self.spec.train
         return self.optimizer_class(param_groups, lr=t.lr, momentum=t.momentum, lam=self.spec.regularizer.lam,
                                     weight_decay=t.weight_decay)
+
+    def before_evaluation(self, ctx: "RunContext") -> None:
+        recalibrate_batchnorm(ctx.model, ctx.splits.train[0], batch_size=max(ctx.spec.train.batch_size, 256))
 
     def result_extras(self, ctx: "RunContext") -> dict[str, Any]:
         return {"group_sparsity": group_sparsity(ctx.optimizer)}

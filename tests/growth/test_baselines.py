@@ -123,3 +123,19 @@ def test_grow_with_magnitude_scaling_runs_and_grows():
     result = growth.run(spec)
     assert result["spec"]["optimizer"]["magnitude_scaling"] is True
     assert result["epochs"] >= 3
+
+
+def test_batchnorm_recalibration_gives_exact_statistics_of_the_data():
+    from growth.training import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    model = vgg([4, "M", 4])
+    bn = model.unit("conv1").producers[0][1]
+    conv = model.unit("conv1").producers[0][0]
+    x = torch.randn(50, 1, 8, 8) * 3 + 1
+    bn.running_mean.fill_(7.0)  # stale statistics, as after a prox step shrank the filters
+    recalibrate_batchnorm(model, x, batch_size=50)
+    with torch.no_grad():
+        expected = conv(x).mean(dim=(0, 2, 3))
+    torch.testing.assert_close(bn.running_mean, expected)
+    assert bn.momentum == 0.1 and model.training  # settings restored
