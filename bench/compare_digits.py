@@ -38,6 +38,8 @@ OPTIONAL = {
     "prox_sgd": "digits-proxsgd.json",
 }
 SECTION = "## Growth vs. baselines on digits"
+NOTE = ("RMDA and proximal SGD keep the full architecture: their structure is the share of all-zero "
+        "groups (`group_sparsity` in their result JSON), not a smaller parameter count.")
 
 
 def verdict(results: dict[str, dict]) -> list[str]:
@@ -103,6 +105,8 @@ def main() -> None:
         table.to_markdown(),
         "",
         *checks,
+        "",
+        NOTE,
         "",
     ])
     print(body)
