@@ -154,6 +154,7 @@ def test_resume_with_another_spec_is_refused(tmp_path):
     assert err.value.field == "resume_from"
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_untrusted_checkpoint_is_refused_not_unpickled(tmp_path):
     import pickle
 
