@@ -10,7 +10,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from growth.errors import SpecError
-from growth.spec import JobSpec, input_shape_of, parse_spec
+from growth.spec import JobSpec, dataset_bytes, input_shape_of, parse_spec
+from worker.datasets import check_data_root
 from worker.settings import Settings
 
 # Model-spec integers that are not layer widths.
@@ -33,6 +34,7 @@ def parse_submission(raw: Any, settings: Settings) -> JobSpec:
         raise LimitExceeded("prune.from_checkpoint",
                         "is a file path on the machine that runs the job and is not accepted over HTTP; "
                         "use method 'l1_prune' with train.epochs to train the dense network in the same job")
+    check_data_root(spec.data, settings.data_dir)
     check_limits(spec, settings)
     return spec
 
@@ -52,11 +54,21 @@ def check_limits(spec: JobSpec, settings: Settings) -> None:
     if spec.method == "grow" and spec.growth.max_width > settings.max_width:
         raise LimitExceeded("growth.max_width", f"must be at most this server's width limit of {settings.max_width}")
 
+    loaded = dataset_bytes(spec.data)
+    if loaded > settings.max_dataset_bytes:
+        raise LimitExceeded("data", f"would load {_size(loaded)} of images into memory; this server allows at most "
+                                    f"{_size(settings.max_dataset_bytes)}: lower data.image_size, data.limit or "
+                                    f"the synthetic data.samples / data.size")
+
     from growth.counting import count  # imports torch: only once the cheap checks have passed
 
     params = count(spec.model, input_shape_of(spec.data)).params
     if params > settings.max_params:
         raise LimitExceeded("model", f"has {params:,} parameters; this server allows at most {settings.max_params:,}")
+
+
+def _size(n: int) -> str:
+    return f"{n / (1 << 30):.2f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.1f} MiB"
 
 
 def model_widths(model: Any, path: str) -> Iterator[tuple[str, int]]:

@@ -214,6 +214,28 @@ def input_shape_of(data: Mapping[str, Any]) -> tuple[int, int, int]:
     return (_data_channels(data), size, size)
 
 
+def dataset_bytes(data: Mapping[str, Any]) -> int:
+    """Bytes of float32 images a validated data spec puts in memory (train, validation and test together).
+
+    The fixed datasets are counted at their published sizes, so this bounds
+    what ``image_size`` and ``limit`` make of them before any file is read.
+    """
+    from .data.spec import STANDARD_SAMPLES
+
+    name = data["name"]
+    if name == "synthetic":
+        total, test = int(data["samples"]), 0
+    else:
+        total, test = STANDARD_SAMPLES[name]
+    if test == 0:  # the loader carves the test split out of the samples
+        test = min(max(1, round(data["test_fraction"] * total)), total - 1)
+        total -= test
+    if data.get("limit") is not None:
+        total = min(total, int(data["limit"]))
+    channels, height, width = input_shape_of(data)
+    return (total + test) * channels * height * width * 4
+
+
 def _data_classes(data: Mapping[str, Any]) -> int:
     name = data["name"]
     if name == "synthetic":

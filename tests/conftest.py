@@ -185,7 +185,7 @@ def settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Ca
     """``configure(database_url=..., broker_url=..., lease_seconds=...)`` sets NETGROW_* and returns the Settings.
 
     Every NETGROW_* variable of the calling shell is cleared first; the artifact
-    directory defaults to this test's tmp_path. Celery worker processes started
+    and dataset directories default to folders in this test's tmp_path. Celery worker processes started
     afterwards inherit the same variables.
     """
     from worker.db.session import dispose_engines
@@ -197,6 +197,7 @@ def settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Ca
 
     def configure(**values: object):
         values.setdefault("artifact_dir", tmp_path / "artifacts")
+        values.setdefault("data_dir", tmp_path / "datasets")
         for key, value in values.items():
             if value is None:
                 monkeypatch.delenv(f"NETGROW_{key.upper()}", raising=False)

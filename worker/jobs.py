@@ -24,6 +24,7 @@ from growth.errors import Interrupted, SpecError
 from growth.events import ArchitectureChanged, EpochEnd, Event
 
 from . import artifacts, crud
+from .datasets import localize_data_root
 from .db.models import Job, JobStatus
 from .db.session import session_factory
 from .settings import Settings, get_settings
@@ -158,8 +159,9 @@ def run_job(
     checkpoints = artifacts.checkpoint_dir(settings.artifact_dir, job_id, claim.attempt)
     try:
         with heartbeat:
-            result = growth.run(claim.spec, recorder, checkpoint_dir=checkpoints,
-                                resume_from=claim.checkpoint_path, should_stop=heartbeat.should_stop)
+            spec = localize_data_root(claim.spec, settings.data_dir)
+            result = growth.run(spec, recorder, checkpoint_dir=checkpoints, resume_from=claim.checkpoint_path,
+                                should_stop=heartbeat.should_stop)
         return _succeed(sessions, settings, claim, result)
     except Interrupted:
         if heartbeat.lost.is_set():

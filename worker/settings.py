@@ -18,6 +18,9 @@ class Settings(BaseSettings):
 
     artifact_dir: Path = Field(default=Path("./netgrow-data/artifacts"),
                                description="checkpoints and final weights; shared by the API and every worker")
+    data_dir: Path = Field(default=Path("./netgrow-data/datasets"),
+                           description="folder holding the on-disk datasets; a job's data.root is a folder inside "
+                                       "it; shared by the API (which checks it) and every worker (which reads it)")
     database_url: str = Field(default="", description="SQLAlchemy URL; empty means a SQLite file next to artifact_dir")
     broker_url: str | None = Field(default=None, description="Redis URL for Celery; unset means embedded mode")
     queue: str = Field(default="netgrow", description="the Celery queue that carries job ids")
@@ -43,6 +46,8 @@ class Settings(BaseSettings):
     max_epochs: int = Field(default=1000, ge=1)
     max_width: int = Field(default=4096, ge=1)
     max_params: int = Field(default=50_000_000, ge=1)
+    max_dataset_bytes: int = Field(default=4 << 30, ge=1,
+                                   description="float32 image bytes a job's data spec may load into memory")
     max_request_bytes: int = Field(default=1_000_000, ge=1)
     api_page_size_max: int = Field(default=200, ge=1)
 

@@ -21,6 +21,15 @@ ON_DISK_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist")
 
 DATASET_NAMES = BUILTIN_DATASETS + ON_DISK_DATASETS
 
+STANDARD_SAMPLES: dict[str, tuple[int, int]] = {
+    "digits": (1797, 0),
+    "cifar10": (50_000, 10_000),
+    "cifar100": (50_000, 10_000),
+    "mnist": (60_000, 10_000),
+    "fashion_mnist": (60_000, 10_000),
+}
+"""(training, test) sample counts of each fixed dataset as published; 0 means no test split of its own."""
+
 COMMON_DEFAULTS: dict[str, Any] = {
     "name": "digits",
     "root": None,

@@ -55,13 +55,16 @@ def test_worker_owns_one_gpu_and_runs_one_job_at_a_time(compose: dict[str, Any])
 
 def test_services_share_one_database_broker_and_artifact_store(compose: dict[str, Any]) -> None:
     api, worker, migrate = (compose["services"][name] for name in ("api", "worker", "migrate"))
-    for key in ("NETGROW_DATABASE_URL", "NETGROW_BROKER_URL", "NETGROW_ARTIFACT_DIR"):
+    for key in ("NETGROW_DATABASE_URL", "NETGROW_BROKER_URL", "NETGROW_ARTIFACT_DIR", "NETGROW_DATA_DIR"):
         assert api["environment"][key] == worker["environment"][key] == migrate["environment"][key]
     assert "postgresql+psycopg://" in api["environment"]["NETGROW_DATABASE_URL"]
     assert "redis://redis:6379" in api["environment"]["NETGROW_BROKER_URL"]
     artifact_dir = api["environment"]["NETGROW_ARTIFACT_DIR"]
     assert f"artifacts:{artifact_dir}" in api["volumes"] and f"artifacts:{artifact_dir}" in worker["volumes"]
-    assert {"pgdata", "redisdata", "artifacts"} <= set(compose["volumes"])
+    # The API checks that a job's dataset folder exists; the worker reads it; neither writes there.
+    data_dir = api["environment"]["NETGROW_DATA_DIR"]
+    assert f"datasets:{data_dir}:ro" in api["volumes"] and f"datasets:{data_dir}:ro" in worker["volumes"]
+    assert {"pgdata", "redisdata", "artifacts", "datasets"} <= set(compose["volumes"])
 
 
 def test_api_serves_without_running_migrations_itself(compose: dict[str, Any]) -> None:

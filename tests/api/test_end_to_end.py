@@ -16,6 +16,7 @@ import pytest
 from safetensors import safe_open
 
 from api_support import LiveApi, dense_spec, read_events, smoke_spec, wait_finished
+from tests.dataset_files import write_tiny_mnist
 
 pytestmark = pytest.mark.service
 
@@ -124,3 +125,30 @@ def _check_weights(client: httpx.Client, job_id: str, model_spec: dict[str, Any]
             shapes = {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
     expected = {name: tuple(t.shape) for name, t in build_model(model_spec).state_dict().items()}
     assert shapes == expected
+
+
+def test_a_job_reads_its_dataset_from_the_workers_data_dir(api: LiveApi) -> None:
+    """data.root names a folder in NETGROW_DATA_DIR; the worker (a thread here, a Celery process there)
+    reads the files from its own data_dir, and the stored spec keeps the portable relative name."""
+    write_tiny_mnist(api.settings.data_dir / "tiny-mnist", gz=True, train_size=40, test_size=5)
+    client = api.user()
+    spec = dense_spec() | {"data": {"name": "mnist", "root": "tiny-mnist", "image_size": 8, "val_fraction": 0.25},
+                           "train": {"epochs": 2, "batch_size": 16}}
+    submitted = client.post("/v1/jobs", json=spec)
+    assert submitted.status_code == 201, submitted.text
+    assert submitted.json()["spec"]["data"]["root"] == "tiny-mnist"
+
+    job = wait_finished(client, submitted.json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+    history = client.get(f"/v1/jobs/{job['id']}/history").json()
+    assert [e["epoch"] for e in history["epochs"]] == [0, 1]
+
+    # The folder vanishing between submission and the run fails the job with the field named.
+    import shutil
+
+    (api.settings.data_dir / "gone").mkdir()
+    doomed = client.post("/v1/jobs", json=spec | {"data": {**spec["data"], "root": "gone"}})
+    assert doomed.status_code == 201, doomed.text
+    shutil.rmtree(api.settings.data_dir / "gone")
+    failed = wait_finished(client, doomed.json()["id"])
+    assert failed["status"] == "failed" and failed["error"].startswith("data.root")

@@ -14,7 +14,8 @@ from api_support import LiveApi, smoke_spec
 
 pytestmark = pytest.mark.service
 
-# queue_api's limits: max_epochs=50, max_width=256, max_params=200_000, max_request_bytes=20_000.
+# queue_api's limits: max_epochs=50, max_width=256, max_params=200_000, max_request_bytes=20_000,
+# max_dataset_bytes=50_000_000; its data_dir holds no datasets.
 SMOKE = smoke_spec()
 INVALID_SPECS = [
     (smoke_spec(method="shrink"), ["body", "method"], "spec_error"),
@@ -30,6 +31,11 @@ INVALID_SPECS = [
     (smoke_spec(growth={**SMOKE["growth"], "max_width": 512}), ["body", "growth", "max_width"], "limit_exceeded"),
     # 9·(1·200 + 200·200 + 200·200) weights alone are > 200 000 parameters, every width within 256.
     (smoke_spec(model={"family": "vgg", "layers": [200, 200, 200]}), ["body", "model"], "limit_exceeded"),
+    (smoke_spec(data={"name": "mnist", "root": "/etc"}), ["body", "data", "root"], "spec_error"),
+    (smoke_spec(data={"name": "cifar10", "root": "../../artifacts"}), ["body", "data", "root"], "spec_error"),
+    (smoke_spec(data={"name": "mnist", "root": "mnist"}), ["body", "data", "root"], "spec_error"),
+    # 1 797 digits at 100×100 are 72 MB of float32 images.
+    (smoke_spec(data={"name": "digits", "image_size": 100}), ["body", "data"], "limit_exceeded"),
     (smoke_spec(method="l1_prune", prune={"keep": {"conv1": 0.5}, "from_checkpoint": "/etc/passwd"}),
      ["body", "prune", "from_checkpoint"], "limit_exceeded"),
 ]

@@ -5,7 +5,6 @@ The on-disk readers are tested on tiny files written here in the real formats
 """
 from __future__ import annotations
 
-import gzip
 import os
 import pickle
 import struct
@@ -28,6 +27,8 @@ from growth.data import (
 )
 from growth.data.loader import resize
 from growth.data.safe_pickle import restricted_load
+from growth.spec import dataset_bytes
+from tests.dataset_files import write_tiny_mnist
 from growth.errors import DataError, SpecError
 
 # --------------------------------------------------------------------------- helpers
@@ -96,31 +97,6 @@ def python2_cifar_batch(images: np.ndarray, labels: list[int]) -> bytes:
     label_list = b"](" + b"".join(b"K" + bytes([label]) for label in labels) + b"e"
     return (b"\x80\x02}(" + python2_string(b"data") + array + python2_string(b"labels") + label_list
             + python2_string(b"batch_label") + python2_string(b"training batch 2 of 5") + b"u.")
-
-
-def write_idx(path: Path, array: np.ndarray, magic: int) -> None:
-    header = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape)
-    payload = header + array.astype(np.uint8).tobytes()
-    if path.suffix == ".gz":
-        path.write_bytes(gzip.compress(payload))
-    else:
-        path.write_bytes(payload)
-
-
-def write_tiny_mnist(folder: Path, gz: bool, train_size: int = 20,
-                     test_size: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(1)
-    train_x = rng.integers(0, 256, size=(train_size, 28, 28)).astype(np.uint8)
-    train_y = (np.arange(train_size) % 10).astype(np.uint8)
-    test_x = rng.integers(0, 256, size=(test_size, 28, 28)).astype(np.uint8)
-    test_y = np.array([7, 2, 1, 0, 4][:test_size], dtype=np.uint8)
-    suffix = ".gz" if gz else ""
-    write_idx(folder / f"train-images-idx3-ubyte{suffix}", train_x, 0x00000803)
-    write_idx(folder / f"train-labels-idx1-ubyte{suffix}", train_y, 0x00000801)
-    write_idx(folder / f"t10k-images-idx3-ubyte{suffix}", test_x, 0x00000803)
-    write_idx(folder / f"t10k-labels-idx1-ubyte{suffix}", test_y, 0x00000801)
-    return train_x, train_y, test_x, test_y
 
 
 class RunsShellCommand:
@@ -301,6 +277,24 @@ def test_digits_resized() -> None:
 def test_val_fraction_zero_gives_an_empty_validation_split() -> None:
     splits = load_dataset({"name": "digits", "val_fraction": 0.0}, seed=0)
     assert splits.val[0].shape == (0, 1, 8, 8) and len(splits.train[1]) == 1438
+
+
+@pytest.mark.parametrize("spec", [
+    {"name": "digits"},
+    {"name": "digits", "image_size": 12, "limit": 300, "test_fraction": 0.3},
+    {"name": "synthetic", "samples": 250, "channels": 2, "size": 5, "num_classes": 5},
+], ids=["digits", "digits-resized-limited", "synthetic"])
+def test_dataset_bytes_is_what_the_loader_holds(spec: dict[str, object]) -> None:
+    splits = load_dataset(spec, seed=0)
+    held = sum(images.nbytes for images, _ in (splits.train, splits.val, splits.test))
+    assert dataset_bytes(validate_data_spec(spec)) == held
+
+
+def test_dataset_bytes_counts_the_published_sizes_of_fixed_datasets() -> None:
+    # CIFAR-10: at most 1 000 of the 50 000 training images kept, all 10 000 test images, 3×40×40 float32.
+    cifar = validate_data_spec({"name": "cifar10", "root": "anywhere", "image_size": 40, "limit": 1000})
+    assert dataset_bytes(cifar) == (1000 + 10_000) * 3 * 40 * 40 * 4
+    assert dataset_bytes(validate_data_spec({"name": "mnist", "root": "x"})) == 70_000 * 28 * 28 * 4
 
 
 def test_splits_move_to_a_device(digits: Splits) -> None:

@@ -1,0 +1,49 @@
+"""Where a job's on-disk dataset lives: ``data.root`` is a folder inside the server's ``data_dir``.
+
+Over HTTP a user names a dataset folder, never a path on the machine: the
+API refuses a root that is absolute or climbs out of ``data_dir``, and each
+worker joins the stored (relative) root to its own ``data_dir``, so the same
+job runs on any host that mounts the datasets at its own place.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+from growth.errors import SpecError
+
+
+def resolve_data_root(root: str, data_dir: Path, field: str = "data.root") -> Path:
+    """``data_dir / root`` for a relative ``root`` that stays inside ``data_dir``; ``SpecError`` otherwise."""
+    relative = PurePosixPath(root.replace("\\", "/"))
+    if relative.is_absolute() or PureWindowsPath(root).anchor:
+        raise SpecError(field, f"must be a folder relative to the server's dataset directory, e.g. "
+                               f"'cifar-10-batches-py', not the absolute path {root!r}")
+    if ".." in relative.parts:
+        raise SpecError(field, f"must stay inside the server's dataset directory; {root!r} climbs out of it with '..'")
+    # With no absolute path and no '..', only a symbolic link the operator put in data_dir can lead
+    # out of it: the operator's choice, not the user's.
+    return data_dir / relative
+
+
+def check_data_root(data: dict[str, Any], data_dir: Path) -> None:
+    """Refuse a data spec whose ``root`` is not an existing folder inside ``data_dir`` (no-op without a root)."""
+    root = data.get("root")
+    if root is None:
+        return
+    folder = resolve_data_root(root, data_dir)
+    if not folder.is_dir():
+        available = sorted(p.name for p in data_dir.iterdir() if p.is_dir()) if data_dir.is_dir() else []
+        hint = f"folders available: {', '.join(available[:20])}" if available else "the directory holds no folders"
+        raise SpecError("data.root", f"no folder {root!r} in the server's dataset directory; {hint}")
+
+
+def localize_data_root(spec: dict[str, Any], data_dir: Path) -> dict[str, Any]:
+    """A copy of a stored job spec whose ``data.root`` points into this worker's ``data_dir``."""
+    root = spec.get("data", {}).get("root")
+    if root is None:
+        return spec
+    local = copy.deepcopy(spec)
+    local["data"]["root"] = str(resolve_data_root(root, data_dir))
+    return local
