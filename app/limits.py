@@ -17,12 +17,6 @@ from worker.settings import Settings
 # Model-spec integers that are not layer widths.
 _NOT_WIDTHS = frozenset({"in_channels", "num_classes", "input_size", "stride"})
 
-# Counting builds the model (on the meta device): linear in its depth, about 3 ms per
-# layer. The bound keeps a 1 MB body of `[1, 1, 1, ...]` from costing minutes of CPU;
-# it is far above any network in the papers (ResNet-110 has 109 conv layers).
-MAX_LAYERS = 2000
-
-
 class LimitExceeded(SpecError):
     """A valid spec that asks for more than this server allows."""
 
@@ -49,8 +43,8 @@ def check_limits(spec: JobSpec, settings: Settings) -> None:
         layers += 1
         if width > settings.max_width:
             raise LimitExceeded(path, f"width {width} is above this server's limit of {settings.max_width}")
-    if layers > MAX_LAYERS:
-        raise LimitExceeded("model", f"has {layers} layers; this server allows at most {MAX_LAYERS}")
+    if layers > settings.max_layers:
+        raise LimitExceeded("model", f"has {layers} layers; this server allows at most {settings.max_layers}")
     if spec.method == "grow" and spec.growth.max_width > settings.max_width:
         raise LimitExceeded("growth.max_width", f"must be at most this server's width limit of {settings.max_width}")
 

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     max_epochs: int = Field(default=1000, ge=1)
     max_width: int = Field(default=4096, ge=1)
     max_params: int = Field(default=50_000_000, ge=1)
+    # Counting parameters builds the model on the meta device, about 3 ms per layer: the bound keeps
+    # a 1 MB body of `[1, 1, 1, ...]` from costing minutes of CPU. ResNet-110 has 109 conv layers.
+    max_layers: int = Field(default=2000, ge=1, description="layer widths a model spec may list")
     max_dataset_bytes: int = Field(default=4 << 30, ge=1,
                                    description="float32 image bytes a job's data spec may load into memory")
     max_request_bytes: int = Field(default=1_000_000, ge=1)

@@ -21,7 +21,7 @@ def queue_api(settings_env: Callable[..., Any], fresh_pg_url: str, redis_url: st
     """PostgreSQL and Redis, no worker: jobs are stored and their ids sent to Redis, where they wait."""
     settings = settings_env(database_url=fresh_pg_url, broker_url=redis_url, max_epochs=50, max_width=256,
                             max_params=200_000, max_request_bytes=20_000, api_page_size_max=5,
-                            max_dataset_bytes=50_000_000)
+                            max_dataset_bytes=50_000_000, max_layers=20)
     with running_api(settings, run_jobs=False) as api:
         yield api
 

@@ -15,7 +15,7 @@ from api_support import LiveApi, smoke_spec
 pytestmark = pytest.mark.service
 
 # queue_api's limits: max_epochs=50, max_width=256, max_params=200_000, max_request_bytes=20_000,
-# max_dataset_bytes=50_000_000; its data_dir holds no datasets.
+# max_dataset_bytes=50_000_000, max_layers=20; its data_dir holds no datasets.
 SMOKE = smoke_spec()
 INVALID_SPECS = [
     (smoke_spec(method="shrink"), ["body", "method"], "spec_error"),
@@ -55,6 +55,17 @@ def test_invalid_spec_is_a_422_naming_the_field_and_nothing_is_stored(
     assert queued_message_count() == 0
     # The key was not spent on the refused spec: a valid one gets a new job.
     assert client.post("/v1/jobs", json=SMOKE, headers={"Idempotency-Key": "k"}).status_code == 201
+
+
+def test_a_model_deeper_than_the_layer_limit_is_refused_before_it_is_built(queue_api: LiveApi) -> None:
+    deep = smoke_spec(model={"family": "vgg", "layers": [1] * 21, "classifier": []})
+    response = queue_api.user().post("/v1/jobs", json=deep)
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "model"] and error["type"] == "limit_exceeded"
+    assert "21 layers" in error["msg"] and "at most 20" in error["msg"]
+    at_limit = smoke_spec(model={"family": "vgg", "layers": [1] * 20, "classifier": []})
+    assert queue_api.user().post("/v1/jobs", json=at_limit).status_code == 201
 
 
 @pytest.mark.parametrize(("content", "loc", "kind"), [
