@@ -43,7 +43,11 @@ def create_app(settings: Settings) -> Celery:
         task_default_queue=settings.queue,
         task_serializer="json",
         accept_content=["json"],
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_seconds,
+            "unacked_restore_interval": settings.redelivery_scan_seconds,
+            "unacked_restore_throttle": 1,
+        },
         broker_connection_retry_on_startup=True,
         # A lost broker connection must not abort hours of training: the job's state is in the database.
         worker_cancel_long_running_tasks_on_connection_loss=False,

@@ -41,7 +41,12 @@ class Settings(BaseSettings):
     # Redis re-delivers a message still unacknowledged after this long (celery#5935), and with acks_late
     # a message stays unacknowledged while its job trains. The database claim turns a re-delivery into a
     # no-op, so this only keeps such no-ops rare; it never decides whether a job runs.
-    visibility_timeout_seconds: int = Field(default=12 * 3600, ge=60)
+    visibility_timeout_seconds: int = Field(default=12 * 3600, ge=1)
+    # kombu's idle-worker sweep for such messages: every unacked_restore_interval × unacked_restore_throttle
+    # seconds (10 × 10 by kombu's defaults); this sets the interval with a throttle of 1.
+    redelivery_scan_seconds: int = Field(default=100, ge=1,
+                                         description="how often an idle worker looks for messages past the "
+                                                     "visibility timeout")
 
     max_epochs: int = Field(default=1000, ge=1)
     max_width: int = Field(default=4096, ge=1)

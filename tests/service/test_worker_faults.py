@@ -178,3 +178,32 @@ def test_a_worker_asked_to_stop_hands_its_job_to_the_next_worker(settings, sessi
     states = state_events(sessions, job_id)
     assert [s["status"] for s in states] == ["queued", "running", "queued", "running", "succeeded"]
     assert states[3]["resumed_after_epoch"] == released.checkpoint_epoch
+
+
+def test_a_job_outliving_the_brokers_visibility_timeout_runs_once(
+        settings_env, fresh_pg_url, redis_url, celery_workers, wait):
+    # Redis really re-delivers here: the running job's message is unacknowledged (acks_late) for longer
+    # than a 1 s visibility timeout, and the idle second worker's 1 s sweep puts it back on the queue.
+    settings = settings_env(database_url=fresh_pg_url, broker_url=redis_url, lease_seconds=3,
+                            heartbeat_seconds=0.5, reaper_seconds=0.5, visibility_timeout_seconds=1,
+                            redelivery_scan_seconds=1)
+    sessions = session_factory(settings.database_url)
+    first = celery_workers.start("first")
+    job_id = submit(sessions, {**spec(epochs=2000), "method": "dense"})
+    wait(lambda: job_of(sessions, job_id).progress_epoch >= 1, message="the first recorded epoch")
+
+    second = celery_workers.start("second")
+    wait(lambda: outcomes(celery_workers.log(second)) == ["skipped"],
+         message="Redis to re-deliver the running job's id to the idle worker")
+    running = job_of(sessions, job_id)
+    assert running.status == JobStatus.RUNNING and running.attempts == 1 and running.worker.startswith("first@")
+
+    with sessions() as session:
+        crud.request_cancel(session, job_id)
+    wait(status_is(sessions, job_id, JobStatus.CANCELED), message="the first worker to stop the job")
+    wait(lambda: outcomes(celery_workers.log(first)) == ["canceled"], message="the first worker's task to return")
+    job = job_of(sessions, job_id)
+    assert job.attempts == 1
+    assert [epoch for epoch, _, _ in epoch_rows(sessions, job_id)] == list(range(job.progress_epoch))
+    assert [s["status"] for s in state_events(sessions, job_id)] == ["queued", "running", "canceled"]
+    assert outcomes(celery_workers.log(second)) == ["skipped"]
