@@ -5,7 +5,8 @@ builds
 
 - Table 4: one row per growth unit with its final width (the union of the runs'
   units, in model order), then Params, MACs, Test accuracy, Wall time (s) and
-  Epochs; one column per run;
+  Epochs, and Group sparsity (the RMDA paper's share of all-zero groups) when
+  any run reports it; one column per run;
 - Table 5: one row per run with its method, parameter count, test accuracy and
   parameter count relative to the first run.
 
@@ -32,6 +33,7 @@ TableName = Literal["table4", "table5"]
 
 MISSING = "–"  # a unit the run does not have, in markdown
 SUMMARY_ROWS = ("Params", "MACs", "Test accuracy", "Wall time (s)", "Epochs")
+SPARSITY_ROW = "Group sparsity"
 TABLE5_FIELDS = ("run", "method", "params", "test_accuracy", "relative_params")
 TABLE5_HEADERS = ("Run", "Method", "Params", "Test accuracy", "Relative params")
 
@@ -48,6 +50,7 @@ class RunSummary:
     test_accuracy: float
     wall_seconds: float
     epochs: int
+    group_sparsity: float | None = None  # rmda / prox_sgd: share of all-zero groups
 
     def summary_values(self) -> tuple[Number, ...]:
         """Values of the ``SUMMARY_ROWS``, in that order."""
@@ -78,6 +81,9 @@ class Comparison:
         rows += [
             {"name": name, "values": [values[i] for values in summaries]} for i, name in enumerate(SUMMARY_ROWS)
         ]
+        # Methods that keep the architecture (RMDA, prox-SGD) show their structure here, not in the widths.
+        if any(run.group_sparsity is not None for run in self.runs):
+            rows.append({"name": SPARSITY_ROW, "values": [run.group_sparsity for run in self.runs]})
         return {"columns": self.labels, "rows": rows}
 
     @property
@@ -131,6 +137,7 @@ class Comparison:
 
     def _table4_markdown(self) -> str:
         formatters = dict(zip(SUMMARY_ROWS, (format_count, format_count, format_accuracy, format_seconds, str)))
+        formatters[SPARSITY_ROW] = format_accuracy
         body = []
         for row in self.table4["rows"]:
             fmt = formatters.get(row["name"], str)
@@ -187,6 +194,11 @@ def _parse_result(result: Any, path: str) -> RunSummary:
     accuracy = _number(_field(final, "test_accuracy", f"{path}.final"), f"{path}.final.test_accuracy")
     if accuracy > 1.0:
         raise SpecError(f"{path}.final.test_accuracy", f"must be a fraction in [0, 1], got {accuracy}")
+    sparsity = result.get("group_sparsity")
+    if sparsity is not None:
+        sparsity = _number(sparsity, f"{path}.group_sparsity")
+        if sparsity > 1.0:
+            raise SpecError(f"{path}.group_sparsity", f"must be a fraction in [0, 1], got {sparsity}")
     return RunSummary(
         label=method,
         method=method,
@@ -196,6 +208,7 @@ def _parse_result(result: Any, path: str) -> RunSummary:
         test_accuracy=accuracy,
         wall_seconds=_number(_field(result, "wall_seconds", path), f"{path}.wall_seconds"),
         epochs=_count(_field(result, "epochs", path), f"{path}.epochs"),
+        group_sparsity=sparsity,
     )
 
 

@@ -62,6 +62,7 @@ class GrowthSpec:
     residual_add: int = field(default=4, metadata=_bounded(1, hint="filters added at least, residual nets"))
     max_width: int = field(default=512, metadata=_bounded(1))
     finetune_epochs: int = field(default=30, metadata=_bounded(0))
+    # times the lr of the last growth epoch (milestones included), so fine-tuning is never faster
     finetune_lr_factor: float = field(default=0.1, metadata=_bounded(0, 1, lo_open=True))
 
 

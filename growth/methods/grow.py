@@ -5,7 +5,9 @@ off the live optimizer state; every unit with ratio ≥ τ is widened in place t
 max(n + a, ⌊f·n⌋) filters (a = ``add`` for plain nets, ``residual_add`` for
 residual ones), capped at ``max_width``. Growth stops the first time no unit
 triggers, when every unit is at the cap, or after ``train.epochs`` epochs;
-then the network is fine-tuned for ``finetune_epochs`` at lr × ``finetune_lr_factor``.
+then the network is fine-tuned for ``finetune_epochs`` at ``finetune_lr_factor`` times the
+learning rate of the last growth epoch (lr milestones included), so fine-tuning is always
+slower than the growth it follows, as the paper asks.
 """
 from __future__ import annotations
 
@@ -44,10 +46,14 @@ class Grow(Method):
         if self.finetune_start is None and epoch >= t.epochs:
             self.finetune_start = t.epochs  # the growth phase ran out of epochs
         if self.finetune_start is None:
-            return "grow", step_lr(t.lr, epoch, t.lr_milestones, t.lr_gamma)
+            return "grow", self.growth_lr(epoch)
         if epoch - self.finetune_start < g.finetune_epochs:
-            return "finetune", t.lr * g.finetune_lr_factor
+            return "finetune", self.growth_lr(self.finetune_start - 1) * g.finetune_lr_factor
         return None
+
+    def growth_lr(self, epoch: int) -> float:
+        t = self.spec.train
+        return step_lr(t.lr, max(epoch, 0), t.lr_milestones, t.lr_gamma)
 
     def after_epoch(self, ctx: "RunContext", epoch: int, val_accuracy: float) -> list[Change]:
         g = self.spec.growth

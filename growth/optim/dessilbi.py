@@ -154,6 +154,14 @@ class DessiLBI(Optimizer):
         super().__init__(params, defaults)
         self._scratch: Scratch = WeakIdKeyDictionary()
 
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        # A group may override any hyper-parameter: check what it will really train with, so that
+        # nu=0 in one group is a named error here rather than a ZeroDivisionError inside step().
+        merged = {**self.defaults, **param_group}
+        _check_hyperparameters(*(merged[k] for k in ("lr", "kappa", "nu", "lam", "momentum", "weight_decay",
+                                                     "beta_min")))
+        super().add_param_group(param_group)
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self._scratch = WeakIdKeyDictionary()

@@ -207,3 +207,22 @@ def test_unknown_table_name_is_refused() -> None:
     with pytest.raises(SpecError) as err:
         compare([GROW]).to_csv("table6")  # type: ignore[arg-type]
     assert err.value.field == "table"
+
+
+def test_group_sparsity_gets_a_row_only_when_a_run_reports_it() -> None:
+    rmda = result("rmda", {"conv1": 64, "conv2": 64}, 15_000_000, 313_000_000, 0.93, 160, 10.0)
+    rmda["group_sparsity"] = 0.875
+    table = compare([GROW, rmda]).table4
+    assert table["rows"][-1] == {"name": "Group sparsity", "values": [None, 0.875]}
+    assert "| Group sparsity | – | 87.50% |" in compare([GROW, rmda]).to_markdown("table4")
+    assert "Group sparsity" not in [row["name"] for row in compare([GROW, PRUNE]).table4["rows"]]
+    assert compare([GROW, rmda]).to_csv().splitlines()[-1] == "Group sparsity,,0.875"
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "half", float("nan")])
+def test_a_bad_group_sparsity_is_named(bad: Any) -> None:
+    rmda = copy.deepcopy(PRUNE)
+    rmda["group_sparsity"] = bad
+    with pytest.raises(SpecError) as info:
+        compare([GROW, rmda])
+    assert info.value.field == "results[1].group_sparsity"

@@ -184,6 +184,41 @@ def test_hand_computed_case_exercises_the_support() -> None:
     assert 0 < support[0] < LINEAR_W0.numel()
 
 
+@pytest.mark.parametrize("foreach", [False, True], ids=["reference", "foreach"])
+def test_magnitude_scaling_floors_beta_once_every_filter_is_selected(foreach: bool) -> None:
+    """Step 2 of a conv whose two filters (norms 5 and 2) both enter Γ at step 1, by hand.
+
+    Step 1 (Γ = 0, ρ = 0): β = (1/5, 1/2), V = (α/ν)·β⊙W = ((.3, .4), (0, .5)), both norms .5;
+    ε = (5, 2) and λ = .1 give Γ = ε·(1 − .1/.5)·V = ((1.2, 1.6), (0, .8)); W ← W − κα·W/ν = W/2.
+    Step 2: ρ = 2/2, so (1 − ρ) = 0 and only the floor keeps V moving: β = beta_min = .05 and
+    V ← V + (α/ν)·.05·(W − Γ) = ((.3075, .41), (0, .505)).
+    """
+    w0 = torch.tensor([[3.0, 4.0], [0.0, 2.0]], dtype=torch.float64).reshape(2, 1, 1, 2)
+    zero = torch.zeros_like(w0)
+    (w1, v1, gamma1, _), (_, v2, _, _) = run_tensor_dessilbi(
+        w0, [zero, zero], foreach, lr=0.25, kappa=1.0, nu=0.5, lam=0.1, momentum=0.0,
+        weight_decay=0.0, magnitude_scaling=True, beta_min=0.05)
+    shape = w0.shape
+    torch.testing.assert_close(w1, (w0 / 2))
+    torch.testing.assert_close(v1, torch.tensor([[0.3, 0.4], [0.0, 0.5]], dtype=torch.float64).reshape(shape))
+    torch.testing.assert_close(gamma1, torch.tensor([[1.2, 1.6], [0.0, 0.8]], dtype=torch.float64).reshape(shape))
+    torch.testing.assert_close(v2, torch.tensor([[0.3075, 0.41], [0.0, 0.505]], dtype=torch.float64).reshape(shape),
+                               rtol=0, atol=1e-12)
+
+
+def test_a_param_group_overriding_a_hyperparameter_is_checked_too() -> None:
+    good = nn.Parameter(torch.zeros(2, 2))
+    bad = nn.Parameter(torch.zeros(2, 2))
+    with pytest.raises(SpecError) as err:
+        DessiLBI([{"params": [good]}, {"params": [bad], "nu": 0.0}], lr=0.1)
+    assert err.value.field == "optimizer.nu"
+    optimizer = DessiLBI([good], lr=0.1)
+    with pytest.raises(SpecError) as err:
+        optimizer.add_param_group({"params": [bad], "lam": -1.0})
+    assert err.value.field == "optimizer.lam"
+    assert len(optimizer.param_groups) == 1
+
+
 def test_group_prox_first_step_by_hand() -> None:
     """One step from V = Γ = 0 with lr/ν = 1: V = W, Γ_g = κ·max(0, 1 − λ/‖W_g‖)·W_g."""
     (w, v, gamma, _), = run_tensor_dessilbi(

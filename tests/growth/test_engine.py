@@ -64,6 +64,20 @@ def test_residual_unit_at_exactly_the_threshold_triggers():
     assert changes and changes[0].units["stage1"] == (12, 16)
 
 
+@pytest.mark.parametrize(("stop", "finetune_lr"), [(3, 0.1 * 0.1), (7, 0.01 * 0.1), (12, 0.001 * 0.1)])
+def test_finetuning_is_slower_than_the_growth_it_follows(stop: int, finetune_lr: float):
+    # lr 0.1 decayed ×0.1 at epochs 5 and 10: fine-tuning takes the factor of the last growth lr,
+    # so a run that grew past a milestone never fine-tunes faster than it last grew.
+    job = parse_spec(tiny_spec(train={"epochs": 20, "lr": 0.1, "lr_milestones": [5, 10], "lr_gamma": 0.1},
+                               growth={"finetune_epochs": 2, "finetune_lr_factor": 0.1}))
+    method = METHODS["grow"](job)
+    method.finetune_start = stop
+    assert method.schedule(stop - 1) is not None
+    assert method.schedule(stop) == ("finetune", pytest.approx(finetune_lr))
+    assert method.schedule(stop + 1) == ("finetune", pytest.approx(finetune_lr))
+    assert method.schedule(stop + 2) is None
+
+
 def test_growth_stops_the_first_time_no_unit_triggers_then_finetunes():
     job = parse_spec(tiny_spec(growth={"every": 1, "threshold": 1.0, "finetune_epochs": 2},
                                optimizer={"lam": 1000.0}))
