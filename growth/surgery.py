@@ -8,7 +8,8 @@ One module for DessiLBI growth (``widen``), the L1 filter-pruning baseline
   parameter stay valid;
 - every tensor in ``optimizer.state[p]`` with the parameter's old shape (momentum,
   DessiLBI's V and Γ, …) is resized the same way: kept entries keep their values,
-  new entries are zero. 0-d tensors (step counters) and non-tensors are left alone;
+  new entries are zero (or the new weights, for the state an optimizer declares
+  ``state_like_param``). 0-d tensors (step counters) and non-tensors are left alone;
 - module attributes (``in_channels``, ``out_channels``, ``num_features``,
   ``in_features``) follow the new shapes, so ``model.to_spec()`` reports them;
 - gradients of touched parameters are dropped (``p.grad = None``).
@@ -238,12 +239,23 @@ def _resized(old: Tensor, out: _Resize | None, in_: _Resize | None) -> Tensor:
 def _replace(
     param: nn.Parameter, data: Tensor, optimizer: Optimizer | None, out: _Resize | None, in_: _Resize | None
 ) -> None:
-    """Swap in ``param``'s new data and resize its optimizer state the same way."""
+    """Swap in ``param``'s new data and resize its optimizer state the same way.
+
+    New state entries are zero, except under the keys an optimizer lists in
+    ``state_like_param`` (RMDA's ``initial_point`` W⁰): those hold a copy of the
+    weights, so their new entries are the new weights themselves.
+    """
     if optimizer is not None and param in optimizer.state:
         state = optimizer.state[param]
+        like_param = getattr(optimizer, "state_like_param", ())
+        new_entries = None
         for key, value in state.items():
             if isinstance(value, Tensor) and value.ndim > 0:
                 state[key] = _resized(value, out, in_)
+                if key in like_param:
+                    if new_entries is None:  # the new weights where nothing was kept, zero elsewhere
+                        new_entries = data - _resized(param.detach(), out, in_)
+                    state[key].add_(new_entries)
     _swap(param, data)
     param.grad = None
 

@@ -71,6 +71,9 @@ class RMDA(GroupLassoOptimizer):
     """
 
     momentum_hint = "c = 1 − momentum > 0"
+    # W⁰ is a copy of the weights: channel surgery gives new channels their new weights here, not 0,
+    # or the first step after widening would pull new filters to zero.
+    state_like_param = ("initial_point",)
 
     def __init__(
         self,

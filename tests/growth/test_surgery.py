@@ -257,6 +257,33 @@ def test_widening_with_adam_resizes_both_moments() -> None:
     assert all(math.isfinite(loss) for loss in train_steps(model, optimizer, 2, seed=5))
 
 
+def test_rmda_initial_point_takes_the_new_weights_on_widening_and_its_rows_on_pruning() -> None:
+    from growth.optim import RMDA
+
+    model = build_model(VGG_SPEC, generator=seeded(0))
+    optimizer = RMDA(model.param_groups(), lr=0.1, momentum=0.9, lam=1e-3)
+    train_steps(model, optimizer, 2)
+    conv, nxt = model.features.conv1.weight, model.features.conv2.weight
+    w0_conv = optimizer.state[conv]["initial_point"].clone()
+    w0_next = optimizer.state[nxt]["initial_point"].clone()
+    dual = optimizer.state[conv]["dual_sum"].clone()
+    assert not torch.equal(w0_conv, conv.detach())  # W⁰ is the start, not the current weights
+
+    surgery.widen(model, optimizer, "conv1", 9, generator=seeded(1))
+    state = optimizer.state[conv]
+    assert torch.equal(state["initial_point"][:6], w0_conv)  # kept filters keep their W⁰
+    assert torch.equal(state["initial_point"][6:], conv.detach()[6:])  # new filters start where they are
+    assert bool(conv.detach()[6:].abs().sum() > 0)
+    assert torch.equal(state["dual_sum"][:6], dual) and bool((state["dual_sum"][6:] == 0).all())
+    w0 = optimizer.state[nxt]["initial_point"]
+    assert torch.equal(w0[:, :6], w0_next) and bool((w0[:, 6:] == 0).all())  # new inputs read zero weights
+
+    surgery.prune(model, optimizer, "conv1", torch.tensor([8, 0, 2]))
+    assert torch.equal(optimizer.state[conv]["initial_point"][0], conv.detach()[0])
+    assert torch.equal(optimizer.state[conv]["initial_point"][1:], w0_conv[[0, 2]])
+    assert all(math.isfinite(loss) for loss in train_steps(model, optimizer, 2, seed=3))
+
+
 def test_surgery_works_without_an_optimizer_and_while_an_old_graph_is_alive() -> None:
     model = build_model(VGG_SPEC, generator=seeded(0))
     x, y = batch(model)
