@@ -14,8 +14,14 @@ from growth.spec import JobSpec, dataset_bytes, input_shape_of, parse_spec
 from worker.datasets import check_data_root
 from worker.settings import Settings
 
+# Devices a job submitted over HTTP may ask for. A GPU index ("cuda:1") names a GPU of one machine,
+# but the job runs on whichever worker takes it, and each worker trains on the GPU it was given (a
+# worker service sees its own GPU as the default "cuda" device): an index it lacks would only fail there.
+HTTP_DEVICES = ("auto", "cpu", "cuda")
+
 # Model-spec integers that are not layer widths.
 _NOT_WIDTHS = frozenset({"in_channels", "num_classes", "input_size", "stride"})
+
 
 class LimitExceeded(SpecError):
     """A valid spec that asks for more than this server allows."""
@@ -28,6 +34,10 @@ def parse_submission(raw: Any, settings: Settings) -> JobSpec:
         raise LimitExceeded("prune.from_checkpoint",
                         "is a file path on the machine that runs the job and is not accepted over HTTP; "
                         "use method 'l1_prune' with train.epochs to train the dense network in the same job")
+    if spec.train.device not in HTTP_DEVICES:
+        raise LimitExceeded("train.device",
+                            f"{spec.train.device!r} is not accepted over HTTP: use 'auto', 'cpu' or 'cuda'; "
+                            "each worker runs jobs on the GPU it was given")
     check_data_root(spec.data, settings.data_dir)
     check_limits(spec, settings)
     return spec

@@ -189,7 +189,8 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
-    checks: dict[str, str] = Field(description='"ok", "skipped" or the error that made a check fail.')
+    checks: dict[str, str] = Field(description='"ok", "skipped" or why a check failed ("database unreachable", '
+                                               '"broker unreachable"; the details are in the server log).')
 
 
 # --- the job spec, for the OpenAPI document ---------------------------------------------

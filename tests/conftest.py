@@ -11,14 +11,20 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    import redis
 
 REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("NETGROW_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -158,23 +164,81 @@ def database_url(request: pytest.FixtureRequest) -> str:
 # --------------------------------------------------------------------------- Redis
 
 
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    """An empty Redis database (1–15, chosen at random among the empty ones), flushed afterwards."""
+class NoFreeRedisDatabase(LookupError):
+    """Every Redis database 1..15 is claimed by a test (of this run or another) or holds data."""
+
+
+REDIS_TEST_DATABASES = range(1, 16)
+# Claims live in database 0, which no test uses: a test that flushes its own database (as a Redis
+# restart would) keeps its claim. A claim expires after an hour, longer than any test runs
+# (pytest-timeout: 600 s), so a run killed without its teardown frees its database again, once the
+# database is empty again (a database with keys left in it is skipped, claimed or not).
+REDIS_CLAIM_KEY = "netgrow-test:claim:{number}"
+REDIS_CLAIM_SECONDS = 3600
+# Atomic compare-and-delete: a claim that expired and was taken by another run is not released.
+_RELEASE_CLAIM = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+@contextmanager
+def claimed_redis_database(wait_seconds: float = 0.0) -> Iterator[str]:
+    """Claim an empty Redis database (1–15) for as long as the block runs; flush and release it afterwards.
+
+    Two test runs on one machine share the Redis server. Checking that a database is empty is not
+    enough (both runs may pick the same one before either writes to it): a run first takes the
+    database's claim key with SET NX, then checks that the database is empty. Raises
+    ``NoFreeRedisDatabase`` when none is free within ``wait_seconds``.
+    """
     import redis
 
-    candidates = list(range(1, 16))
-    random.shuffle(candidates)
+    registry = redis.Redis.from_url(f"{REDIS_URL}/0")
+    token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+    deadline = time.monotonic() + wait_seconds
+    try:
+        while (claim := _claim_redis_database(registry, token)) is None:
+            if time.monotonic() >= deadline:
+                raise NoFreeRedisDatabase(f"no unclaimed, empty Redis database among {REDIS_TEST_DATABASES.start}.."
+                                          f"{REDIS_TEST_DATABASES.stop - 1}")
+            time.sleep(0.5)
+        number, client = claim
+        try:
+            yield f"{REDIS_URL}/{number}"
+        finally:
+            client.flushdb()
+            client.close()
+            registry.eval(_RELEASE_CLAIM, 1, REDIS_CLAIM_KEY.format(number=number), token)
+    finally:
+        registry.close()
+
+
+def _claim_redis_database(registry: redis.Redis, token: str) -> tuple[int, redis.Redis] | None:
+    """``(number, client)`` of a database now claimed with ``token`` and empty, or None."""
+    import redis
+
+    candidates = list(REDIS_TEST_DATABASES)
+    random.shuffle(candidates)  # concurrent runs rarely contend for the same claim
     for number in candidates:
+        key = REDIS_CLAIM_KEY.format(number=number)
+        if not registry.set(key, token, nx=True, ex=REDIS_CLAIM_SECONDS):
+            continue
         client = redis.Redis.from_url(f"{REDIS_URL}/{number}")
         if client.dbsize() == 0:
-            break
-        client.close()
-    else:
-        pytest.fail("no empty Redis database among 1..15")
-    yield f"{REDIS_URL}/{number}"
-    client.flushdb()
-    client.close()
+            return number, client
+        client.close()  # someone's data (or a killed run's): not ours to flush
+        registry.eval(_RELEASE_CLAIM, 1, key, token)
+    return None
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """An empty Redis database claimed for this test alone (``claimed_redis_database``), flushed afterwards."""
+    with claimed_redis_database(wait_seconds=30) as url:  # another run may hold them all for a moment
+        yield url
+
+
+@pytest.fixture
+def claim_redis_database() -> Callable[[], AbstractContextManager[str]]:
+    """``claimed_redis_database`` itself (``wait_seconds=0``), for the test of the claims."""
+    return claimed_redis_database
 
 
 # --------------------------------------------------------------------------- settings

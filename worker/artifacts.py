@@ -1,11 +1,15 @@
 """Where a job's files live in the artifact store, and how final weights are written.
 
     <artifact_dir>/<job id>/checkpoints/attempt-<n>/epoch-<e>.pt   (growth's own format)
+    <artifact_dir>/<job id>/checkpoints/attempt-<n>/weights.safetensors   (staged by that attempt)
     <artifact_dir>/<job id>/weights.safetensors
 
 Each attempt checkpoints into its own folder: a worker that lost its lease but
 still runs for a moment cannot delete the checkpoint the next attempt resumes
-from (growth keeps only the last two files of a folder).
+from (growth keeps only the last two files of a folder). It writes its final
+weights there too, and only a successful, lease-checked finish
+(``crud.finish_job``) moves them to the job's weights path, so a worker that
+lost its lease cannot replace the weights another attempt finished with.
 """
 from __future__ import annotations
 
@@ -44,6 +48,15 @@ def weights_path(artifact_dir: Path, job_id: uuid.UUID) -> Path:
     return job_dir(artifact_dir, job_id) / WEIGHTS_FILE
 
 
+def staged_weights_path(artifact_dir: Path, job_id: uuid.UUID, attempt: int) -> Path:
+    """Where an attempt writes its final weights before it finishes.
+
+    Attempt numbers of attempts that can run at once differ: a claim counts one
+    up, and only the lease holder hands its number back (when it stops).
+    """
+    return checkpoint_dir(artifact_dir, job_id, attempt) / WEIGHTS_FILE
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -71,6 +84,13 @@ def write_weights(state_dict_file: Path, destination: Path, model_spec: dict[str
     save_file(tensors, str(temporary), metadata={"model": json.dumps(model_spec), "format": "netgrow"})
     os.replace(temporary, destination)
     return describe(destination)
+
+
+def publish(staged: StoredFile, destination: Path) -> StoredFile:
+    """Move a staged file to its final place (one rename: a reader sees the old file or the new one)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staged.path, destination)
+    return StoredFile(path=destination, size=staged.size, sha256=staged.sha256)
 
 
 def remove_other_attempts(artifact_dir: Path, job_id: uuid.UUID, keep: Path | None) -> None:

@@ -17,15 +17,26 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from growth.events import ArchitectureChanged, EpochEnd
 from growth.spec import JobSpec, parse_spec
 
-from .artifacts import StoredFile, describe
-from .db.models import Artifact, ArtifactKind, EventKind, Job, JobEpoch, JobEvent, JobLayer, JobStatus, utcnow
+from .artifacts import StoredFile, describe, publish
+from .db.models import (
+    Artifact,
+    ArtifactKind,
+    EventKind,
+    Job,
+    JobEpoch,
+    JobEvent,
+    JobLayer,
+    JobStatus,
+    UtcDateTime,
+    utcnow,
+)
 
 # --------------------------------------------------------------------------- creating and cancelling
 
@@ -76,13 +87,21 @@ def request_cancel(session: Session, job_id: uuid.UUID) -> Job | None:
     """Cancel a job: a queued one at once, a running one cooperatively (its worker stops at a batch boundary).
 
     Returns the job as it is now (None if there is no such job); finished jobs are left as they are. Commits.
+    One UPDATE decides between the two on the row as it is when the UPDATE runs: with a separate
+    UPDATE per status, a job released to the queue (or claimed) between them matched neither, and the
+    request answered 200 while the job ran on later.
     """
     now = utcnow()
-    if _update_job(session, and_(Job.id == job_id, Job.status == JobStatus.QUEUED),
-                   status=JobStatus.CANCELED, cancel_requested=True, finished_at=now):
+    was_queued = Job.status == JobStatus.QUEUED
+    status = session.execute(
+        update(Job).where(Job.id == job_id, Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+        .values(cancel_requested=True,
+                status=case((was_queued, JobStatus.CANCELED.value), else_=Job.status),
+                finished_at=case((was_queued, literal(now, UtcDateTime())), else_=Job.finished_at))
+        .returning(Job.status).execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if status == JobStatus.CANCELED:  # RETURNING reads the new row: only a queued job becomes canceled
         _add_event(session, job_id, EventKind.STATE, {"status": JobStatus.CANCELED, "reason": "canceled while queued"})
-    else:
-        _update_job(session, and_(Job.id == job_id, Job.status == JobStatus.RUNNING), cancel_requested=True)
     session.commit()
     return session.get(Job, job_id, populate_existing=True)
 
@@ -131,6 +150,8 @@ def claim_job(
     Claimable: queued, or running with an expired lease (its worker died and the
     reaper has not re-queued it yet); never cancelled, finished, or out of
     attempts. ``lease_owner`` must be unique per attempt (see ``worker.jobs``).
+    A job whose history runs past its checkpoint is rewound to it in the same
+    transaction (``_rewind_history``), so the resumed run records those epochs again.
     """
     now = utcnow()
     claimable = and_(
@@ -144,18 +165,53 @@ def claim_job(
         .values(status=JobStatus.RUNNING, attempts=Job.attempts + 1, lease_owner=lease_owner, worker=worker,
                 lease_expires_at=now + timedelta(seconds=lease_seconds), heartbeat_at=now,
                 started_at=func.coalesce(Job.started_at, now))
-        .returning(Job.attempts, Job.spec, Job.checkpoint_path, Job.checkpoint_epoch)
+        .returning(Job.attempts, Job.spec, Job.checkpoint_path, Job.checkpoint_epoch, Job.progress_epoch)
         .execution_options(synchronize_session=False)
     ).one_or_none()
     if row is None:
         session.rollback()
         return None
-    attempts, spec, checkpoint_path, checkpoint_epoch = row
-    _add_event(session, job_id, EventKind.STATE, {
-        "status": JobStatus.RUNNING, "attempt": attempts, "worker": worker,
-        "resumed_after_epoch": checkpoint_epoch if checkpoint_path else None})
+    attempts, spec, checkpoint_path, checkpoint_epoch, progress_epoch = row
+    # growth starts at the epoch after the checkpoint, or at 0 without one.
+    first_epoch = checkpoint_epoch + 1 if checkpoint_path is not None and checkpoint_epoch is not None else 0
+    running: dict[str, Any] = {"status": JobStatus.RUNNING, "attempt": attempts, "worker": worker,
+                               "resumed_after_epoch": checkpoint_epoch if checkpoint_path else None}
+    if progress_epoch > first_epoch:
+        _rewind_history(session, job_id, first_epoch=first_epoch, initial_model=spec["model"])
+        running["discarded_epochs"] = progress_epoch - first_epoch  # streamed before, recorded again now
+    _add_event(session, job_id, EventKind.STATE, running)
     session.commit()
     return Claim(job_id, lease_owner, attempts, spec, checkpoint_path, checkpoint_epoch)
+
+
+def _rewind_history(session: Session, job_id: uuid.UUID, *, first_epoch: int, initial_model: dict[str, Any]) -> None:
+    """Forget what was recorded from ``first_epoch`` on, and move the progress back to the epoch before it.
+
+    With ``train.checkpoint_every`` > 1 some epochs are recorded without a
+    checkpoint; a run that stops after one resumes from an older checkpoint and
+    runs those epochs again. Their rows, layer rows and epoch/architecture
+    events go (the architecture changes of an epoch are recorded with it), so
+    the history after the resume has every epoch exactly once. Runs inside the
+    claim's transaction: the attempt that recorded them has lost the job, and
+    its writes are fenced by the lease.
+    """
+    session.execute(delete(JobLayer).where(JobLayer.job_id == job_id, JobLayer.epoch >= first_epoch))
+    session.execute(delete(JobEpoch).where(JobEpoch.job_id == job_id, JobEpoch.epoch >= first_epoch))
+    per_epoch = JobEvent.kind.in_((EventKind.EPOCH, EventKind.ARCHITECTURE))
+    if first_epoch > 0:
+        # From scratch, even the changes made before epoch 0 (recorded with it, as epoch -1) come again.
+        per_epoch = and_(per_epoch, JobEvent.payload["epoch"].as_integer() >= first_epoch)
+    session.execute(delete(JobEvent).where(JobEvent.job_id == job_id, per_epoch))
+    # What record_epoch had set after the epoch before first_epoch: its widths and the last model change.
+    widths = {unit: width for unit, width in session.execute(
+        select(JobLayer.unit, JobLayer.width).where(JobLayer.job_id == job_id, JobLayer.epoch == first_epoch - 1)
+        .order_by(JobLayer.id))}
+    change = session.scalar(select(JobEvent.payload).where(JobEvent.job_id == job_id,
+                                                            JobEvent.kind == EventKind.ARCHITECTURE)
+                            .order_by(JobEvent.id.desc()).limit(1))
+    _update_job(session, Job.id == job_id, progress_epoch=first_epoch,
+                current_widths=widths if first_epoch > 0 else None,
+                current_model=change["spec"] if change is not None else initial_model)
 
 
 def _leased(job_id: uuid.UUID, lease_owner: str) -> ColumnElement[bool]:
@@ -181,6 +237,14 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+class HistoryConflict(Exception):
+    """An epoch the run reported is already recorded: the job's history and its checkpoint disagree.
+
+    ``claim_job`` rewinds the history to the checkpoint, so this means a bug or
+    a hand-edited database; retrying would hit it again, so the job fails.
+    """
+
+
 def record_epoch(
     session: Session,
     job_id: uuid.UUID,
@@ -193,9 +257,11 @@ def record_epoch(
     """Record one epoch, and the architecture changes made at its end, in ONE transaction.
 
     The epoch row, its layer rows, the event rows, the progress and the
-    checkpoint pointer commit together, so the checkpoint the job resumes from
-    always sits right after the last recorded epoch: a resumed run neither
-    skips nor repeats one. Returns False (and writes nothing) if the lease is lost.
+    checkpoint pointer (when the epoch wrote one) commit together. Epochs
+    recorded after the last checkpoint are forgotten when the job is claimed
+    again (``claim_job``), so a resumed run neither skips nor repeats one.
+    Returns False (and writes nothing) if the lease is lost; raises
+    ``HistoryConflict`` (and writes nothing) if the epoch is already recorded.
     """
     now = utcnow()
     values: dict[str, Any] = {
@@ -212,14 +278,20 @@ def record_epoch(
     if not _update_job(session, _leased(job_id, lease_owner), **values):
         session.rollback()
         return False
-    session.execute(insert(JobEpoch).values(
-        job_id=job_id, epoch=epoch.epoch, phase=epoch.phase, train_loss=_finite(epoch.train_loss),
-        val_accuracy=epoch.val_accuracy, lr=epoch.lr, params=epoch.params, macs=epoch.macs,
-        seconds=epoch.seconds, sparsity=_finite(epoch.sparsity)))
-    if epoch.units:
-        session.execute(insert(JobLayer), [
-            {"job_id": job_id, "epoch": epoch.epoch, "unit": unit.name, "width": unit.width,
-             "selected": unit.selected, "ratio": unit.ratio, "grew": unit.grew} for unit in epoch.units])
+    try:
+        session.execute(insert(JobEpoch).values(
+            job_id=job_id, epoch=epoch.epoch, phase=epoch.phase, train_loss=_finite(epoch.train_loss),
+            val_accuracy=epoch.val_accuracy, lr=epoch.lr, params=epoch.params, macs=epoch.macs,
+            seconds=epoch.seconds, sparsity=_finite(epoch.sparsity)))
+        if epoch.units:
+            session.execute(insert(JobLayer), [
+                {"job_id": job_id, "epoch": epoch.epoch, "unit": unit.name, "width": unit.width,
+                 "selected": unit.selected, "ratio": unit.ratio, "grew": unit.grew} for unit in epoch.units])
+    except IntegrityError as exc:  # UNIQUE(job_id, epoch) or UNIQUE(job_id, unit, epoch)
+        session.rollback()
+        raise HistoryConflict(
+            f"epoch {epoch.epoch} is already recorded in the job's history, which does not match the checkpoint "
+            f"the run resumed from; the job was stopped instead of recording the epoch twice") from exc
     for change in changes:
         _add_event(session, job_id, EventKind.ARCHITECTURE, change.to_dict())
     payload = epoch.to_dict()
@@ -231,11 +303,18 @@ def record_epoch(
 
 def finish_job(
     session: Session, job_id: uuid.UUID, *, lease_owner: str, result: Mapping[str, Any], weights: StoredFile,
+    destination: Path,
 ) -> bool:
-    """Mark the job succeeded with its result (stored without the history, which is in job_epochs). Commits."""
+    """Mark the job succeeded with its result (stored without the history, which is in job_epochs). Commits.
+
+    ``weights`` is this attempt's own file (``artifacts.staged_weights_path``);
+    it moves to ``destination``, the job's weights path, only once the
+    lease-checked UPDATE matched: an attempt that lost its lease returns False
+    here and never touches the file the attempt that finished recorded.
+    """
     final = result.get("final", {})
     stored = {key: value for key, value in result.items() if key != "history"}
-    stored["weights"] = str(weights.path)
+    stored["weights"] = str(destination)
     checkpoint = _last_checkpoint(session, job_id)
     if not _update_job(session, _leased(job_id, lease_owner), status=JobStatus.SUCCEEDED, result=stored,
                        params=final.get("params"), macs=final.get("macs"),
@@ -244,7 +323,11 @@ def finish_job(
                        current_widths=final.get("widths"), finished_at=utcnow(), lease_expires_at=None, error=None):
         session.rollback()
         return False
-    _store_artifact(session, job_id, ArtifactKind.WEIGHTS, weights, epoch=result.get("epochs", 0) - 1)
+    # The UPDATE holds the job's row (PostgreSQL) or the database's write lock (SQLite) until the commit,
+    # so no other attempt can be finishing meanwhile. Should the commit fail after the rename, the job is
+    # still not succeeded and nothing serves the file; the attempt that does finish replaces it.
+    published = publish(weights, destination)
+    _store_artifact(session, job_id, ArtifactKind.WEIGHTS, published, epoch=result.get("epochs", 0) - 1)
     if checkpoint is not None:
         _store_artifact(session, job_id, ArtifactKind.CHECKPOINT, *checkpoint)
     _add_event(session, job_id, EventKind.STATE, {
@@ -273,8 +356,14 @@ def end_job(
 
 
 def release_job(session: Session, job_id: uuid.UUID, *, lease_owner: str, reason: str) -> bool:
-    """Hand a running job back to the queue (its process is shutting down); the attempt is not counted."""
-    if not _update_job(session, _leased(job_id, lease_owner), status=JobStatus.QUEUED,
+    """Hand a running job back to the queue (its process is shutting down); the attempt is not counted.
+
+    False, and nothing changes, when the lease is lost or a cancel was requested: a queued job with a
+    cancel request is never claimed again and would stay queued for good, so the caller cancels it
+    instead (``end_job``, still fenced by the lease).
+    """
+    if not _update_job(session, and_(_leased(job_id, lease_owner), Job.cancel_requested.is_(False)),
+                       status=JobStatus.QUEUED,
                        attempts=Job.attempts - 1, lease_owner=None, lease_expires_at=None, enqueued_at=utcnow()):
         session.rollback()
         return False

@@ -33,10 +33,20 @@ def check_data_root(data: dict[str, Any], data_dir: Path) -> None:
     if root is None:
         return
     folder = resolve_data_root(root, data_dir)
-    if not folder.is_dir():
+    try:
+        exists = folder.is_dir()
+    except OSError as exc:  # a name too long for the file system, a component that cannot be read, ...
+        raise SpecError("data.root", f"{_shortened(root)} is not a usable folder name in the server's dataset "
+                                     f"directory ({exc.strerror or type(exc).__name__})") from exc
+    if not exists:
         available = sorted(p.name for p in data_dir.iterdir() if p.is_dir()) if data_dir.is_dir() else []
         hint = f"folders available: {', '.join(available[:20])}" if available else "the directory holds no folders"
         raise SpecError("data.root", f"no folder {root!r} in the server's dataset directory; {hint}")
+
+
+def _shortened(root: str, limit: int = 80) -> str:
+    """``root`` quoted for an error message: a 5000-character name would drown the message."""
+    return repr(root) if len(root) <= limit else f"{root[:limit]!r}... ({len(root)} characters)"
 
 
 def localize_data_root(spec: dict[str, Any], data_dir: Path) -> dict[str, Any]:

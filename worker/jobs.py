@@ -3,7 +3,8 @@
 ``run_job`` is the single code path behind the Celery task (``worker.tasks``)
 and the embedded runner (``worker.embedded``). The database decides who runs a
 job (``crud.claim_job``), so a message delivered twice runs the job once; a
-resumed attempt continues from the checkpoint recorded with its last epoch.
+resumed attempt continues from the job's last checkpoint, and the epochs
+recorded after that checkpoint are recorded again (the claim forgets them).
 """
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ class Heartbeat:
         self._interval = interval
         self._process_stopping = process_stopping or (lambda: False)
         self._done = threading.Event()
+        self._finalising = threading.Event()
         self.cancel_requested = threading.Event()
         self.lost = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
@@ -75,6 +77,13 @@ class Heartbeat:
     def __exit__(self, *exc_info: object) -> None:
         self._done.set()
         self._thread.join()
+
+    def finalising(self) -> None:
+        """The run is over and its final state is being written; the lease is still renewed meanwhile.
+
+        Once that write commits, the lease reads as lost: expected then, so it is not logged as a warning.
+        """
+        self._finalising.set()
 
     def should_stop(self) -> bool:
         return self.cancel_requested.is_set() or self.lost.is_set() or self._process_stopping()
@@ -89,7 +98,8 @@ class Heartbeat:
                 log.exception("job %s: could not renew the lease", self._job_id)
                 continue
             if cancel is None:
-                log.warning("job %s: lease lost; stopping at the next batch boundary", self._job_id)
+                if not self._finalising.is_set():
+                    log.warning("job %s: lease lost; stopping at the next batch boundary", self._job_id)
                 self.lost.set()
                 return
             if cancel:
@@ -157,29 +167,44 @@ def run_job(
                           interval=settings.heartbeat_seconds, process_stopping=process_stopping)
     recorder = EpochRecorder(sessions, job_id, lease_owner, settings.lease_seconds)
     checkpoints = artifacts.checkpoint_dir(settings.artifact_dir, job_id, claim.attempt)
-    try:
-        with heartbeat:
+    # The lease is renewed until the job's final state is written, not only while it trains: converting
+    # and hashing the weights and the checkpoint of a large model takes a while, and a lease that lapsed
+    # meanwhile would let a reaper re-queue (or fail) a job that trained to the end.
+    with heartbeat:
+        try:
             spec = localize_data_root(claim.spec, settings.data_dir)
             result = growth.run(spec, recorder, checkpoint_dir=checkpoints, resume_from=claim.checkpoint_path,
                                 should_stop=heartbeat.should_stop)
-        return _succeed(sessions, settings, claim, result)
-    except Interrupted:
-        if heartbeat.lost.is_set():
-            return Outcome.LOST
-        if heartbeat.cancel_requested.is_set():
+            heartbeat.finalising()
+            return _succeed(sessions, settings, claim, result)
+        except Interrupted:
+            heartbeat.finalising()
+            if heartbeat.lost.is_set():
+                return Outcome.LOST
+            if heartbeat.cancel_requested.is_set():
+                return _end(sessions, settings, claim, JobStatus.CANCELED, None)
+            with sessions() as session:
+                released = crud.release_job(session, job_id, lease_owner=lease_owner, reason="worker shutting down")
+            if released:
+                return Outcome.RELEASED
+            # Not handed back: a cancel arrived since the last heartbeat (or the lease is gone, and
+            # _end says LOST).
             return _end(sessions, settings, claim, JobStatus.CANCELED, None)
-        with sessions() as session:
-            released = crud.release_job(session, job_id, lease_owner=lease_owner, reason="worker shutting down")
-        return Outcome.RELEASED if released else Outcome.LOST
-    except LeaseLost:
-        return Outcome.LOST
-    except DBAPIError:
-        # Not the job's fault: leave it to the lease, so the reaper gives it another attempt.
-        log.exception("job %s: database error; abandoning this attempt", job_id)
-        return Outcome.ABANDONED
-    except Exception as exc:
-        log.exception("job %s failed", job_id)
-        return _end(sessions, settings, claim, JobStatus.FAILED, describe_error(exc))
+        except LeaseLost:
+            return Outcome.LOST
+        except crud.HistoryConflict as exc:
+            # An IntegrityError, but not a database outage: another attempt would hit it again.
+            log.error("job %s: %s", job_id, exc)
+            heartbeat.finalising()
+            return _end(sessions, settings, claim, JobStatus.FAILED, str(exc))
+        except DBAPIError:
+            # Not the job's fault: leave it to the lease, so the reaper gives it another attempt.
+            log.exception("job %s: database error; abandoning this attempt", job_id)
+            return Outcome.ABANDONED
+        except Exception as exc:
+            log.exception("job %s failed", job_id)
+            heartbeat.finalising()
+            return _end(sessions, settings, claim, JobStatus.FAILED, describe_error(exc))
 
 
 def describe_error(exc: BaseException) -> str:
@@ -192,13 +217,16 @@ def describe_error(exc: BaseException) -> str:
 def _succeed(sessions: sessionmaker[Session], settings: Settings, claim: crud.Claim,
              result: dict[str, Any]) -> Outcome:
     final_state = Path(result["weights"])
-    weights = artifacts.write_weights(final_state, artifacts.weights_path(settings.artifact_dir, claim.job_id),
-                                      result["final"]["model"])
+    staged = artifacts.write_weights(
+        final_state, artifacts.staged_weights_path(settings.artifact_dir, claim.job_id, claim.attempt),
+        result["final"]["model"])
     final_state.unlink(missing_ok=True)  # the safetensors file replaces growth's torch copy
     with sessions() as session:
         finished = crud.finish_job(session, claim.job_id, lease_owner=claim.lease_owner, result=result,
-                                   weights=weights)
+                                   weights=staged, destination=artifacts.weights_path(settings.artifact_dir,
+                                                                                      claim.job_id))
     if not finished:
+        staged.path.unlink(missing_ok=True)  # the job is another attempt's now: leave nothing of ours behind
         return Outcome.LOST
     _tidy(sessions, settings, claim.job_id)
     return Outcome.SUCCEEDED

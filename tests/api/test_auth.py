@@ -78,3 +78,22 @@ def test_probes_and_metrics_need_no_key(queue_api: LiveApi) -> None:
     assert ready.status_code == 200
     assert ready.json() == {"status": "ready", "checks": {"database": "ok", "broker": "ok"}}
     assert "netgrow_queue_depth" in httpx.get(f"{queue_api.url}/metrics").text
+
+
+def test_readiness_names_the_failing_dependency_without_its_error(settings_env, caplog) -> None:
+    from app.cli.server import BackgroundServer, free_port
+    from app.main import create_app
+
+    # Unauthenticated callers must not learn hosts, ports, database names or passwords from the probe.
+    secrets = ("127.0.0.1", "5432", "netgrow_no_such_database", "hunter2", "6379", "Error")
+    settings = settings_env(database_url="postgresql+psycopg://postgres@127.0.0.1:5432/netgrow_no_such_database",
+                            broker_url="redis://:hunter2@127.0.0.1:1/0")
+    with BackgroundServer(create_app(settings, run_jobs=False, check_schema=False), free_port()) as server:
+        ready = httpx.get(f"{server.url}/readyz", timeout=30)
+    assert ready.status_code == 503
+    assert ready.json() == {"status": "unavailable",
+                            "checks": {"database": "database unreachable", "broker": "broker unreachable"}}
+    assert not [secret for secret in secrets if secret in ready.text]
+    # The details are in the server's log instead.
+    assert "the database did not answer" in caplog.text and "netgrow_no_such_database" in caplog.text
+    assert "the broker did not answer" in caplog.text

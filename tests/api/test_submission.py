@@ -38,6 +38,11 @@ INVALID_SPECS = [
     (smoke_spec(data={"name": "digits", "image_size": 100}), ["body", "data"], "limit_exceeded"),
     (smoke_spec(method="l1_prune", prune={"keep": {"conv1": 0.5}, "from_checkpoint": "/etc/passwd"}),
      ["body", "prune", "from_checkpoint"], "limit_exceeded"),
+    # Longer than a file name may be: the file system refuses to look it up (ENAMETOOLONG), not a 500.
+    (smoke_spec(data={"name": "mnist", "root": "x" * 5000}), ["body", "data", "root"], "spec_error"),
+    # A GPU index names a GPU of one machine; over HTTP each worker uses the GPU it was given.
+    (smoke_spec(train={**SMOKE["train"], "device": "cuda:9"}), ["body", "train", "device"], "limit_exceeded"),
+    (smoke_spec(train={**SMOKE["train"], "device": "cuda:0"}), ["body", "train", "device"], "limit_exceeded"),
 ]
 
 
@@ -66,6 +71,13 @@ def test_a_model_deeper_than_the_layer_limit_is_refused_before_it_is_built(queue
     assert "21 layers" in error["msg"] and "at most 20" in error["msg"]
     at_limit = smoke_spec(model={"family": "vgg", "layers": [1] * 20, "classifier": []})
     assert queue_api.user().post("/v1/jobs", json=at_limit).status_code == 201
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda"])
+def test_the_devices_a_worker_can_honour_are_accepted(queue_api: LiveApi, device: str) -> None:
+    response = queue_api.user().post("/v1/jobs", json=smoke_spec(train={**SMOKE["train"], "device": device}))
+    assert response.status_code == 201, response.text
+    assert response.json()["spec"]["train"]["device"] == device
 
 
 @pytest.mark.parametrize(("content", "loc", "kind"), [

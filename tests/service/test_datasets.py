@@ -44,6 +44,14 @@ def test_a_missing_folder_is_refused_and_the_available_ones_listed(tmp_path: Pat
     check_data_root({"name": "digits", "root": None}, tmp_path)
 
 
+def test_a_root_the_file_system_cannot_look_up_is_refused_naming_the_field(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as raised:  # is_dir() raises OSError (ENAMETOOLONG) for this one
+        check_data_root({"name": "mnist", "root": "x" * 5000}, tmp_path)
+    assert raised.value.field == "data.root"
+    assert "File name too long" in str(raised.value) and "(5000 characters)" in str(raised.value)
+    assert len(str(raised.value)) < 300
+
+
 def test_localize_points_a_copy_of_the_spec_at_this_workers_data_dir(tmp_path: Path) -> None:
     stored = {"method": "dense", "data": {"name": "mnist", "root": "mnist"}}
     local = localize_data_root(stored, tmp_path)

@@ -7,23 +7,37 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from safetensors import safe_open
 from safetensors.torch import load_file
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
+from sqlalchemy.orm import Session
 
 from growth.errors import SpecError
 from growth.events import EpochEnd, UnitStat
-from worker import crud, keys
+from worker import artifacts, crud, keys
 from worker.artifacts import sha256_file
-from worker.db import ApiKey, Artifact, Job, JobEpoch, JobEvent, JobLayer, JobStatus, session_factory, utcnow
+from worker.db import (
+    ApiKey,
+    Artifact,
+    Job,
+    JobEpoch,
+    JobEvent,
+    JobLayer,
+    JobStatus,
+    make_engine,
+    session_factory,
+    utcnow,
+)
 from worker.embedded import start_embedded, stop_embedded
-from worker.jobs import Outcome, run_job
+from worker.jobs import Outcome, _succeed, run_job
 from worker.queue import enqueue
-from worker.reaper import reap_once
+from worker.reaper import Reaper, reap_once
 
 pytestmark = pytest.mark.service
 
@@ -186,6 +200,43 @@ def test_cancel_stops_a_queued_job_at_once_and_flags_a_running_one(sessions):
         assert flagged.status == JobStatus.RUNNING and flagged.cancel_requested
         assert crud.request_cancel(session, uuid.uuid4()) is None
         assert crud.renew_lease(session, running, lease_owner="w1/a", lease_seconds=60) is True
+
+
+def test_a_cancel_racing_a_release_to_the_queue_still_cancels_the_job(settings_env, fresh_pg_url):
+    # PostgreSQL only: SQLite writers take the whole database in turn, so they never interleave like this.
+    settings = settings_env(database_url=fresh_pg_url)
+    sessions = session_factory(settings.database_url)
+    job_id = new_job(sessions)
+    claim(sessions, job_id, "w1/a")
+    releases: list[threading.Thread] = []
+    released: list[bool] = []
+
+    def release() -> None:
+        with sessions() as session:
+            released.append(crud.release_job(session, job_id, lease_owner="w1/a", reason="worker shutting down"))
+
+    def worker_releases_the_job_meanwhile(connection, cursor, statement, parameters, context, executemany):
+        if statement.startswith("UPDATE jobs") and not releases:
+            # The job's worker hands it back to the queue right after the cancel's (first) UPDATE ran.
+            # A cancel in one statement holds the row until it commits, so the release waits that long.
+            releases.append(threading.Thread(target=release))
+            releases[0].start()
+            releases[0].join(timeout=2)
+
+    canceller = make_engine(settings.database_url)
+    event.listen(canceller, "after_cursor_execute", worker_releases_the_job_meanwhile)
+    try:
+        with Session(canceller) as session:
+            answer = crud.request_cancel(session, job_id)
+    finally:
+        canceller.dispose()
+    releases[0].join(timeout=30)
+    assert answer.cancel_requested  # what the API answers: the cancel was taken
+    assert released == [False]  # and a job with a cancel request is not handed back to the queue ...
+    job = load_job(sessions, job_id)
+    assert (job.status, job.cancel_requested) == (JobStatus.RUNNING, True)  # ... its worker cancels it
+    expire_lease(sessions, job_id)
+    assert claim(sessions, job_id, "w2/b") is None  # nobody runs it again
 
 
 def test_the_reaper_requeues_fails_or_cancels_jobs_whose_lease_expired(settings, sessions):
@@ -364,6 +415,115 @@ def test_a_job_whose_checkpoint_is_gone_fails_with_the_reason(settings, sessions
     assert job.status == JobStatus.FAILED and job.error.startswith("resume_from:")
     assert "/nonexistent/epoch-00000.pt" in job.error
     assert events_of(sessions, job_id)[-1].payload == {"status": "failed", "error": job.error}
+
+
+def checkpointing_every(every: int, epochs: int, finetune: int) -> dict:
+    spec = tiny_spec(epochs=epochs, finetune=finetune)
+    spec["train"] = {**spec["train"], "checkpoint_every": every}
+    return spec
+
+
+def test_a_run_resumed_from_a_checkpoint_before_its_last_epoch_records_every_epoch_once(settings, sessions):
+    # Every second epoch writes a checkpoint: epochs 1 and 3 do, so a run stopped after epoch 2
+    # resumes after epoch 1 and runs epoch 2 again.
+    spec = checkpointing_every(2, epochs=5, finetune=1)
+    interrupted, straight = new_job(sessions, spec), new_job(sessions, spec)
+    assert run_job(interrupted, worker_name="w1", settings=settings,
+                   process_stopping=lambda: len(epochs_of(sessions, interrupted)) >= 3) == Outcome.RELEASED
+    stopped = load_job(sessions, interrupted)
+    assert (stopped.progress_epoch, stopped.checkpoint_epoch) == (3, 1)
+
+    # The claim forgets epoch 2 and moves the progress back to the checkpoint, in the claim's transaction.
+    claimed = claim(sessions, interrupted, "w2/a")
+    assert claimed.checkpoint_epoch == 1
+    job = load_job(sessions, interrupted)
+    assert [r.epoch for r in epochs_of(sessions, interrupted)] == [0, 1] and job.progress_epoch == 2
+    with sessions() as session:
+        widths_after_1 = dict(session.execute(select(JobLayer.unit, JobLayer.width)
+                                              .where(JobLayer.job_id == interrupted, JobLayer.epoch == 1)).all())
+        assert session.scalar(select(func.max(JobLayer.epoch)).where(JobLayer.job_id == interrupted)) == 1
+    assert job.current_widths == widths_after_1
+    assert [e.payload["epoch"] for e in events_of(sessions, interrupted) if e.kind == "epoch"] == [0, 1]
+    expire_lease(sessions, interrupted)  # that claimant dies; the next attempt resumes from the same checkpoint
+
+    assert run_job(interrupted, worker_name="w3", settings=settings) == Outcome.SUCCEEDED
+    assert run_job(straight, worker_name="w4", settings=settings) == Outcome.SUCCEEDED
+    resumed, reference = epochs_of(sessions, interrupted), epochs_of(sessions, straight)
+    assert len(reference) > 3
+    assert [r.epoch for r in resumed] == list(range(len(reference)))  # none missing, none twice
+    assert [(r.train_loss, r.val_accuracy, r.params) for r in resumed] == [
+        (r.train_loss, r.val_accuracy, r.params) for r in reference]
+    assert load_job(sessions, interrupted).test_accuracy == load_job(sessions, straight).test_accuracy
+
+    def per_epoch(job_id) -> list[tuple]:
+        return [(e.kind, e.payload["epoch"], e.payload.get("units")) for e in events_of(sessions, job_id)
+                if e.kind in ("epoch", "architecture")]
+
+    assert per_epoch(interrupted) == per_epoch(straight)  # what a client streams: each epoch and change once
+    running = [e.payload for e in events_of(sessions, interrupted) if e.payload.get("status") == "running"]
+    assert [(p["resumed_after_epoch"], p.get("discarded_epochs")) for p in running] == [(None, None), (1, 1), (1, None)]
+
+
+def test_an_epoch_already_in_the_history_fails_the_job_with_the_reason(settings, sessions):
+    job_id = new_job(sessions, tiny_spec(epochs=2, finetune=0))
+    with sessions() as session:  # a row the job's progress does not account for (a bug, or a hand edit)
+        session.add(JobEpoch(job_id=job_id, epoch=0, phase="grow", train_loss=1.0, val_accuracy=0.0, lr=0.1,
+                             params=1, macs=1, seconds=0.1))
+        session.commit()
+    # An IntegrityError, but retrying would hit it again: the job fails at once instead of waiting out
+    # its lease max_attempts times and ending as "worker lost".
+    assert run_job(job_id, worker_name="w1", settings=settings) == Outcome.FAILED
+    job = load_job(sessions, job_id)
+    assert (job.status, job.attempts) == (JobStatus.FAILED, 1)
+    assert job.error.startswith("epoch 0 is already recorded in the job's history")
+    assert events_of(sessions, job_id)[-1].payload == {"status": "failed", "error": job.error}
+
+
+def test_the_lease_is_renewed_while_a_trained_job_writes_its_weights(settings_env, database_url, monkeypatch):
+    settings = settings_env(database_url=database_url, lease_seconds=1.5, heartbeat_seconds=0.2, reaper_seconds=0.2)
+    sessions = session_factory(settings.database_url)
+    job_id = new_job(sessions, tiny_spec(epochs=1, finetune=0))
+    write_weights = artifacts.write_weights
+
+    def slow_write_weights(*args, **kwargs):
+        time.sleep(2 * settings.lease_seconds)  # converting a large model's weights takes longer than a lease
+        return write_weights(*args, **kwargs)
+
+    monkeypatch.setattr(artifacts, "write_weights", slow_write_weights)
+    requeued: list[uuid.UUID] = []
+    reaper = Reaper(settings, requeued.append).start()
+    try:
+        outcome = run_job(job_id, worker_name="w1", settings=settings)
+    finally:
+        reaper.stop(timeout=30)
+    assert outcome == Outcome.SUCCEEDED and requeued == []
+    job = load_job(sessions, job_id)
+    assert (job.status, job.attempts) == (JobStatus.SUCCEEDED, 1)
+    assert [e.payload["status"] for e in events_of(sessions, job_id) if e.kind == "state"] == [
+        "queued", "running", "succeeded"]
+
+
+def test_an_attempt_that_lost_its_lease_cannot_replace_the_weights_of_the_attempt_that_finished(settings, sessions):
+    import growth
+
+    job_id = new_job(sessions, tiny_spec(epochs=1, finetune=0))
+    stale = claim(sessions, job_id, "w1/a")
+    expire_lease(sessions, job_id)  # w1 went silent, and w2 ran the job to the end
+    assert run_job(job_id, worker_name="w2", settings=settings) == Outcome.SUCCEEDED
+    with sessions() as session:
+        weights = session.scalars(select(Artifact).where(Artifact.job_id == job_id, Artifact.kind == "weights")).one()
+    assert weights.path == load_job(sessions, job_id).result["weights"]
+    assert weights.path.endswith(f"{job_id}/weights.safetensors")
+
+    # w1 comes back and reaches the end of its own run (another seed, so its weights differ).
+    attempt_dir = artifacts.checkpoint_dir(settings.artifact_dir, job_id, stale.attempt)
+    late = growth.run({**stale.spec, "seed": 99}, checkpoint_dir=attempt_dir)
+    assert _succeed(session_factory(settings.database_url), settings, stale, late) == Outcome.LOST
+    assert (Path(weights.path).stat().st_size, sha256_file(weights.path)) == (weights.size, weights.sha256)
+    assert not artifacts.staged_weights_path(settings.artifact_dir, job_id, stale.attempt).exists()
+    spec = load_job(sessions, job_id).result["final"]["model"]
+    with safe_open(weights.path, "pt") as handle:
+        assert json.loads(handle.metadata()["model"]) == spec
 
 
 # --------------------------------------------------------------------------- embedded mode

@@ -183,27 +183,32 @@ def test_a_worker_asked_to_stop_hands_its_job_to_the_next_worker(settings, sessi
 def test_a_job_outliving_the_brokers_visibility_timeout_runs_once(
         settings_env, fresh_pg_url, redis_url, celery_workers, wait):
     # Redis really re-delivers here: the running job's message is unacknowledged (acks_late) for longer
-    # than a 1 s visibility timeout, and the idle second worker's 1 s sweep puts it back on the queue.
+    # than a 1 s visibility timeout, and the idle worker's periodic sweep (every second with
+    # unacked_restore_interval=1, unacked_restore_throttle=1) puts it back on the queue. Both workers start
+    # before the job is sent, so kombu's scan at worker start-up finds nothing to restore: only the
+    # sweep can re-deliver, and kombu's default sweep (every 10 × 10 s) would not within the wait below.
     settings = settings_env(database_url=fresh_pg_url, broker_url=redis_url, lease_seconds=3,
                             heartbeat_seconds=0.5, reaper_seconds=0.5, visibility_timeout_seconds=1,
                             redelivery_scan_seconds=1)
     sessions = session_factory(settings.database_url)
-    first = celery_workers.start("first")
+    workers = {"first": celery_workers.start("first"), "second": celery_workers.start("second")}
     job_id = submit(sessions, {**spec(epochs=2000), "method": "dense"})
     wait(lambda: job_of(sessions, job_id).progress_epoch >= 1, message="the first recorded epoch")
+    runner_name = job_of(sessions, job_id).worker.split("@")[0]  # whichever worker took the message
+    runner, idle = workers.pop(runner_name), next(iter(workers.values()))
 
-    second = celery_workers.start("second")
-    wait(lambda: outcomes(celery_workers.log(second)) == ["skipped"],
-         message="Redis to re-deliver the running job's id to the idle worker")
+    wait(lambda: outcomes(celery_workers.log(idle)) == ["skipped"], timeout=45,
+         message="the idle worker's sweep to re-deliver the running job's id to it")
     running = job_of(sessions, job_id)
-    assert running.status == JobStatus.RUNNING and running.attempts == 1 and running.worker.startswith("first@")
+    assert running.status == JobStatus.RUNNING and running.attempts == 1
+    assert running.worker.startswith(f"{runner_name}@")
 
     with sessions() as session:
         crud.request_cancel(session, job_id)
-    wait(status_is(sessions, job_id, JobStatus.CANCELED), message="the first worker to stop the job")
-    wait(lambda: outcomes(celery_workers.log(first)) == ["canceled"], message="the first worker's task to return")
+    wait(status_is(sessions, job_id, JobStatus.CANCELED), message="the running worker to stop the job")
+    wait(lambda: outcomes(celery_workers.log(runner)) == ["canceled"], message="the running worker's task to return")
     job = job_of(sessions, job_id)
     assert job.attempts == 1
     assert [epoch for epoch, _, _ in epoch_rows(sessions, job_id)] == list(range(job.progress_epoch))
     assert [s["status"] for s in state_events(sessions, job_id)] == ["queued", "running", "canceled"]
-    assert outcomes(celery_workers.log(second)) == ["skipped"]
+    assert outcomes(celery_workers.log(idle)) == ["skipped"]

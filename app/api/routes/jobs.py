@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -45,6 +46,9 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 Method = Literal[METHODS]  # type: ignore[valid-type]
 # Bounds that keep query values inside a 32-bit integer column on every backend.
 MAX_QUERY_INT = 2**31 - 1
+# Event ids are BIGINT (64-bit): a Last-Event-ID beyond that cannot be bound in a query on SQLite.
+MAX_EVENT_ID = 2**63 - 1
+_EVENT_ID = re.compile(r"[0-9]{1,19}")  # ASCII digits only: str.isdigit() also accepts "²", which int() refuses
 UnitName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
 IdempotencyKey = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,200}$")]
 
@@ -226,7 +230,9 @@ async def stream_events(
     request: Request,
     sessions: SessionFactoryDep,
     last_event_id: Annotated[str | None, Header(
-        alias="Last-Event-ID", description="Resume after this event id (sent by SSE clients on reconnect).")] = None,
+        alias="Last-Event-ID",
+        description="Resume after this event id (sent by SSE clients on reconnect); a value that cannot be "
+                    "an event id is ignored and the stream starts from the first event.")] = None,
 ) -> StreamingResponse:
     """Server-Sent Events: every state change, epoch and architecture change of the job, live.
 
@@ -239,7 +245,7 @@ async def stream_events(
 
     if not await run_in_threadpool(owned):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
-    after = int(last_event_id) if last_event_id is not None and last_event_id.strip().isdigit() else 0
+    after = _resume_after(last_event_id)
 
     def events_after(cursor: int) -> list[StoredEvent]:
         with sessions() as session:
@@ -254,6 +260,20 @@ async def stream_events(
                               heartbeat_seconds=request.app.state.sse_heartbeat_seconds)
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _resume_after(last_event_id: str | None) -> int:
+    """The event id a stream resumes after: ``Last-Event-ID`` if it can be one of ours, else 0 (from the start).
+
+    Decided before the 200 starts. A value that cannot be an event id (not a decimal number, or beyond
+    the 64-bit id column) is ignored rather than refused: an EventSource treats any non-200 answer as
+    final and stops reconnecting, while replaying from the first event only repeats what it may have.
+    """
+    value = (last_event_id or "").strip()
+    if not _EVENT_ID.fullmatch(value):
+        return 0
+    after = int(value)
+    return after if after <= MAX_EVENT_ID else 0
 
 
 @router.post(
