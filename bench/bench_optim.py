@@ -208,7 +208,7 @@ def main() -> None:
     print()
     print("Times are medians; ratios are medians of back-to-back pairs. The step is memory-bound: "
           "DessiLBI's multi-tensor step makes about 16 full passes over parameter-sized tensors "
-          "(SGD's foreach step 8, plus a fresh gradient copy when weight decay is on), so ≈2.1× "
+          "(SGD's foreach step 8, plus a fresh gradient copy when weight decay is on), so 2× "
           "is its floor with stock PyTorch kernels.")
 
 
