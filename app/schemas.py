@@ -231,7 +231,9 @@ def _section_schema(section: type) -> dict[str, Any]:
 
 
 def job_spec_schema() -> dict[str, Any]:
-    """JSON schema of a job spec: the top level and the flat sections exactly, ``model``/``data`` as objects."""
+    """JSON schema of a job spec: the top level, the flat sections, and the model and data specs."""
+    from growth.data.spec import data_json_schema
+    from growth.models import model_json_schema
     from growth.spec import METHODS, JobSpec
 
     hints = typing.get_type_hints(JobSpec)
@@ -244,9 +246,8 @@ def job_spec_schema() -> dict[str, Any]:
         "properties": {
             "method": {"enum": list(METHODS)},
             "seed": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
-            "model": {"type": "object", "description": 'e.g. {"family": "vgg", "layers": [8, "M", 8]}; '
-                                                       "see docs/architecture.md"},
-            "data": {"type": "object", "description": 'e.g. {"name": "digits"}'},
+            "model": {**model_json_schema(), "description": 'e.g. {"family": "vgg", "layers": [8, "M", 8]}'},
+            "data": {**data_json_schema(), "description": 'e.g. {"name": "digits"}'},
             **sections,
         },
     }

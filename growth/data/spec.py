@@ -52,6 +52,44 @@ SYNTHETIC_DEFAULTS: dict[str, Any] = {
 }
 
 
+def data_json_schema() -> dict[str, Any]:
+    """JSON schema of a data spec: a built-in dataset, the synthetic one, or one read from ``root``.
+
+    It states what ``validate_data_spec`` checks field by field; that
+    ``samples`` covers every class is left to the validator.
+    """
+    optional_count = {"type": ["integer", "null"], "minimum": 1}
+    common: dict[str, Any] = {
+        "image_size": {**optional_count, "description": "resize images to this square size"},
+        "val_fraction": {"type": "number", "minimum": 0, "exclusiveMaximum": 1,
+                         "description": "share of the training data held out for growth decisions"},
+        "test_fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
+                          "description": "share held out as the test split (datasets without their own)"},
+        "augment": {"type": "boolean", "description": "random crop and flip, on the device"},
+        "limit": {**optional_count, "description": "use only this many training samples"},
+    }
+    root = {"type": "string", "minLength": 1, "description": "the folder holding the dataset files"}
+
+    def variant(title: str, names: dict[str, Any], extra: dict[str, Any], required: list[str]) -> dict[str, Any]:
+        return {"title": title, "type": "object", "additionalProperties": False, "required": required,
+                "properties": {"name": names, **common, **extra}}
+
+    synthetic = {
+        "num_classes": {"type": "integer", "minimum": 2},
+        "channels": {"type": "integer", "minimum": 1},
+        "size": {"type": "integer", "minimum": 2},
+        "samples": {"type": "integer", "minimum": 2, "description": "at least num_classes"},
+        "noise": {"type": "number", "minimum": 0},
+    }
+    in_memory = [name for name in BUILTIN_DATASETS if name != "synthetic"]
+    return {"title": "DataSpec", "oneOf": [
+        variant("BuiltinData", {"enum": in_memory}, {"root": {"anyOf": [root, {"type": "null"}]}}, []),
+        variant("SyntheticData", {"const": "synthetic"}, {"root": {"anyOf": [root, {"type": "null"}]},
+                                                          **synthetic}, ["name"]),
+        variant("DatasetFolder", {"enum": list(ON_DISK_DATASETS)}, {"root": root}, ["name", "root"]),
+    ]}
+
+
 def validate_data_spec(spec: Mapping[str, Any] | None, field: str = "data") -> dict[str, Any]:
     """Check a data spec and return a new dict with every default filled in.
 

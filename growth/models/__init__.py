@@ -5,7 +5,14 @@ Importing this package registers the built-in families, ``vgg`` and ``resnet``.
 from __future__ import annotations
 
 from growth.models.base import CLASSIFIER_HEAD, GrowableNet, Unit
-from growth.models.registry import build_model, family_class, family_names, register_family, validate_model_spec
+from growth.models.registry import (
+    build_model,
+    family_class,
+    family_names,
+    model_json_schema,
+    register_family,
+    validate_model_spec,
+)
 from growth.models.resnet import ResNet
 from growth.models.vgg import VGG
 
@@ -18,6 +25,7 @@ __all__ = [
     "build_model",
     "family_class",
     "family_names",
+    "model_json_schema",
     "register_family",
     "validate_model_spec",
 ]

@@ -58,6 +58,17 @@ class GrowableNet(nn.Module, ABC):
 
     @classmethod
     @abstractmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """JSON schema of this family's spec, for API documents and fuzzers.
+
+        It states the shape ``validate_spec`` checks (keys, types, bounds); rules
+        that span fields (a pool that shrinks the input below a pixel) stay with
+        ``validate_spec``. ``in_channels`` and ``num_classes`` are optional here: a
+        job fills them from its data.
+        """
+
+    @classmethod
+    @abstractmethod
     def from_spec(
         cls,
         spec: Mapping[str, Any],

@@ -46,6 +46,23 @@ def family_class(name: str) -> type[GrowableNet]:
         raise SpecError("model.family", f"unknown model family {name!r}; use one of {family_names()}") from None
 
 
+def model_json_schema() -> dict[str, Any]:
+    """JSON schema of a model spec: one of the registered families' schemas, told apart by ``family``."""
+    return {"title": "ModelSpec", "oneOf": [_FAMILIES[name].json_schema() for name in family_names()]}
+
+
+POSITIVE_INT_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 1}
+INPUT_SIZE_SCHEMA: dict[str, Any] = {
+    "description": "the image size the model is built for: H or [H, W] (a job takes it from its data)",
+    "oneOf": [POSITIVE_INT_SCHEMA, {"type": "array", "items": POSITIVE_INT_SCHEMA, "minItems": 2, "maxItems": 2}],
+}
+INPUT_OUTPUT_SCHEMA: dict[str, Any] = {
+    "in_channels": {**POSITIVE_INT_SCHEMA, "description": "image channels (a job takes them from its data)"},
+    "num_classes": {**POSITIVE_INT_SCHEMA, "description": "classes (a job takes them from its data)"},
+    "input_size": INPUT_SIZE_SCHEMA,
+}
+
+
 def validate_model_spec(spec: Any, path: str = "model") -> dict[str, Any]:
     """Check a model spec and return a normalised copy with every default filled in.
 

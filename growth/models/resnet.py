@@ -27,6 +27,8 @@ from torch import Tensor, nn
 from growth.errors import SpecError
 from growth.models.base import GrowableNet, Unit, initialize, is_meta, on_device
 from growth.models.registry import (
+    INPUT_OUTPUT_SCHEMA,
+    POSITIVE_INT_SCHEMA,
     input_size,
     int_list,
     positive_int,
@@ -138,6 +140,34 @@ class ResNet(GrowableNet):
             "stem": stem,
             "stages": [_validate_stage(stage, i, f"{path}.stages[{i}]") for i, stage in enumerate(stages)],
             "input_size": input_size(spec.get("input_size", DEFAULT_INPUT_SIZE), f"{path}.input_size"),
+        }
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        stage = {
+            "type": "object",
+            "required": ["width", "blocks"],
+            "additionalProperties": False,
+            "properties": {
+                "width": {**POSITIVE_INT_SCHEMA, "description": "the stage's residual width (unit stageN)"},
+                "stride": {"enum": [1, 2], "description": "1 for the first stage, 2 after, by default"},
+                "blocks": {"type": "array", "minItems": 1, "items": POSITIVE_INT_SCHEMA,
+                           "description": "inner width of each basic block (units stageN.blockM)"},
+            },
+        }
+        return {
+            "title": "ResNet",
+            "description": "a conv3x3 stem, then stages of basic blocks (the first with a 1×1 projection), "
+                           "global average pooling and the classifier",
+            "type": "object",
+            "required": ["family", "stem", "stages"],
+            "additionalProperties": False,
+            "properties": {
+                "family": {"const": cls.family},
+                "stem": {**POSITIVE_INT_SCHEMA, "description": "the stem's width (unit stem)"},
+                "stages": {"type": "array", "minItems": 1, "items": stage},
+                **INPUT_OUTPUT_SCHEMA,
+            },
         }
 
     @classmethod

@@ -22,6 +22,8 @@ from torch import Tensor, nn
 from growth.errors import SpecError
 from growth.models.base import GrowableNet, Unit, initialize, is_meta, on_device
 from growth.models.registry import (
+    INPUT_OUTPUT_SCHEMA,
+    POSITIVE_INT_SCHEMA,
     boolean,
     input_size,
     int_list,
@@ -77,6 +79,26 @@ class VGG(GrowableNet):
             "classifier": classifier,
             "batch_norm": batch_norm,
             "input_size": size,
+        }
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        return {
+            "title": "VGG",
+            "description": 'conv3x3 (+ BatchNorm) + ReLU per width, "M" a 2×2 max-pool, then global average '
+                           "pooling, hidden linear layers and the classifier; units conv1, conv2, …",
+            "type": "object",
+            "required": ["family", "layers"],
+            "additionalProperties": False,
+            "properties": {
+                "family": {"const": cls.family},
+                "layers": {"type": "array", "minItems": 1, "description": 'conv widths and "M", e.g. [8, 8, "M", 8]',
+                           "items": {"oneOf": [POSITIVE_INT_SCHEMA, {"const": POOL}]}},
+                "classifier": {"type": "array", "items": POSITIVE_INT_SCHEMA,
+                               "description": "hidden linear widths before the classifier (not growth units)"},
+                "batch_norm": {"type": "boolean"},
+                **INPUT_OUTPUT_SCHEMA,
+            },
         }
 
     @classmethod
