@@ -35,8 +35,8 @@ from .db.models import (
     JobLayer,
     JobStatus,
     UtcDateTime,
-    utcnow,
 )
+from .db.session import database_now
 
 # --------------------------------------------------------------------------- creating and cancelling
 
@@ -64,7 +64,8 @@ def create_job(
     normalised = job_spec.to_dict()
     job = Job(owner=owner, method=job_spec.method, spec=normalised, status=JobStatus.QUEUED, attempts=0,
               max_attempts=max_attempts, idempotency_key=idempotency_key, progress_epoch=0,
-              progress_total=job_spec.total_epochs, current_model=normalised["model"], enqueued_at=utcnow())
+              progress_total=job_spec.total_epochs, current_model=normalised["model"],
+              enqueued_at=database_now(session))
     session.add(job)
     try:
         session.flush()
@@ -91,7 +92,7 @@ def request_cancel(session: Session, job_id: uuid.UUID) -> Job | None:
     UPDATE per status, a job released to the queue (or claimed) between them matched neither, and the
     request answered 200 while the job ran on later.
     """
-    now = utcnow()
+    now = database_now(session)
     was_queued = Job.status == JobStatus.QUEUED
     status = session.execute(
         update(Job).where(Job.id == job_id, Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
@@ -118,7 +119,7 @@ def retry_job(session: Session, job_id: uuid.UUID, *, extra_attempts: int) -> Jo
     retried = _update_job(
         session, and_(Job.id == job_id, Job.status.in_((JobStatus.FAILED, JobStatus.CANCELED))),
         status=JobStatus.QUEUED, cancel_requested=False, error=None, finished_at=None, lease_owner=None,
-        lease_expires_at=None, max_attempts=Job.attempts + extra_attempts, enqueued_at=utcnow())
+        lease_expires_at=None, max_attempts=Job.attempts + extra_attempts, enqueued_at=database_now(session))
     if not retried:
         session.rollback()
         return None
@@ -153,7 +154,7 @@ def claim_job(
     A job whose history runs past its checkpoint is rewound to it in the same
     transaction (``_rewind_history``), so the resumed run records those epochs again.
     """
-    now = utcnow()
+    now = database_now(session)
     claimable = and_(
         Job.id == job_id,
         Job.attempts < Job.max_attempts,
@@ -220,7 +221,7 @@ def _leased(job_id: uuid.UUID, lease_owner: str) -> ColumnElement[bool]:
 
 def renew_lease(session: Session, job_id: uuid.UUID, *, lease_owner: str, lease_seconds: float) -> bool | None:
     """Extend the lease; returns ``cancel_requested``, or None when this attempt no longer holds the job."""
-    now = utcnow()
+    now = database_now(session)
     cancel_requested = session.execute(
         update(Job).where(_leased(job_id, lease_owner))
         .values(lease_expires_at=now + timedelta(seconds=lease_seconds), heartbeat_at=now)
@@ -263,7 +264,7 @@ def record_epoch(
     Returns False (and writes nothing) if the lease is lost; raises
     ``HistoryConflict`` (and writes nothing) if the epoch is already recorded.
     """
-    now = utcnow()
+    now = database_now(session)
     values: dict[str, Any] = {
         "progress_epoch": epoch.epoch + 1,
         "current_widths": {unit.name: unit.width for unit in epoch.units},
@@ -320,7 +321,8 @@ def finish_job(
                        params=final.get("params"), macs=final.get("macs"),
                        test_accuracy=_finite(final.get("test_accuracy")), wall_seconds=result.get("wall_seconds"),
                        progress_total=result.get("epochs", Job.progress_total), current_model=final.get("model"),
-                       current_widths=final.get("widths"), finished_at=utcnow(), lease_expires_at=None, error=None):
+                       current_widths=final.get("widths"), finished_at=database_now(session), lease_expires_at=None,
+                       error=None):
         session.rollback()
         return False
     # The UPDATE holds the job's row (PostgreSQL) or the database's write lock (SQLite) until the commit,
@@ -344,8 +346,8 @@ def end_job(
     if status not in (JobStatus.CANCELED, JobStatus.FAILED):
         raise ValueError(f"end_job ends a job as canceled or failed, not {status}")
     checkpoint = _last_checkpoint(session, job_id)
-    if not _update_job(session, _leased(job_id, lease_owner), status=status, error=error, finished_at=utcnow(),
-                       lease_expires_at=None):
+    if not _update_job(session, _leased(job_id, lease_owner), status=status, error=error,
+                       finished_at=database_now(session), lease_expires_at=None):
         session.rollback()
         return False
     if checkpoint is not None:
@@ -364,7 +366,8 @@ def release_job(session: Session, job_id: uuid.UUID, *, lease_owner: str, reason
     """
     if not _update_job(session, and_(_leased(job_id, lease_owner), Job.cancel_requested.is_(False)),
                        status=JobStatus.QUEUED,
-                       attempts=Job.attempts - 1, lease_owner=None, lease_expires_at=None, enqueued_at=utcnow()):
+                       attempts=Job.attempts - 1, lease_owner=None, lease_expires_at=None,
+                       enqueued_at=database_now(session)):
         session.rollback()
         return False
     _add_event(session, job_id, EventKind.STATE, {"status": JobStatus.QUEUED, "reason": reason})
@@ -392,7 +395,7 @@ def _store_artifact(session: Session, job_id: uuid.UUID, kind: ArtifactKind, sto
                     epoch: int | None) -> None:
     session.execute(delete(Artifact).where(Artifact.job_id == job_id, Artifact.kind == kind))
     session.execute(insert(Artifact).values(job_id=job_id, kind=kind, path=str(stored.path), size=stored.size,
-                                            sha256=stored.sha256, epoch=epoch, created_at=utcnow()))
+                                            sha256=stored.sha256, epoch=epoch, created_at=database_now(session)))
 
 
 def _update_job(session: Session, condition: ColumnElement[bool], **values: Any) -> bool:
@@ -403,7 +406,8 @@ def _update_job(session: Session, condition: ColumnElement[bool], **values: Any)
 
 
 def _add_event(session: Session, job_id: uuid.UUID, kind: EventKind, payload: dict[str, Any]) -> None:
-    session.execute(insert(JobEvent).values(job_id=job_id, kind=kind, payload=payload, created_at=utcnow()))
+    session.execute(insert(JobEvent).values(job_id=job_id, kind=kind, payload=payload,
+                                            created_at=database_now(session)))
 
 
 # --------------------------------------------------------------------------- the reaper's side
@@ -425,7 +429,7 @@ def reap_expired_leases(session: Session, now: datetime | None = None) -> Reaped
     workers can run at once: exactly one of them re-queues a given job (and
     re-sends its message; see ``worker.reaper``).
     """
-    now = now or utcnow()
+    now = now or database_now(session)
     expired = session.execute(
         select(Job.id, Job.attempts, Job.max_attempts, Job.cancel_requested, Job.worker, Job.checkpoint_path,
                Job.checkpoint_epoch)
@@ -503,7 +507,7 @@ def claim_resend(session: Session, job_id: uuid.UUID, *, sent_before: datetime, 
     scanning at the same time finds the condition false and sends nothing.
     """
     claimed = _update_job(session, and_(Job.id == job_id, _waiting_to_run(), _not_sent_since(sent_before)),
-                          enqueued_at=now or utcnow())
+                          enqueued_at=now or database_now(session))
     session.commit()
     return claimed
 

@@ -18,8 +18,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import crud
-from .db.models import utcnow
-from .db.session import session_factory
+from .db.session import database_now, session_factory
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,8 +49,8 @@ def reap_once(settings: Settings, requeue: Callable[[uuid.UUID], None]) -> Scan:
         log.warning("job %s: worker lost; re-queued to resume from its last checkpoint", job_id)
     broker_up = _send_all(sessions, scan.requeued, requeue, scan)
     if broker_up and not settings.embedded:
-        sent_before = utcnow() - timedelta(seconds=settings.requeue_after_seconds)
         with sessions() as session:
+            sent_before = database_now(session) - timedelta(seconds=settings.requeue_after_seconds)
             stale = crud.queued_jobs_to_resend(session, sent_before=sent_before)
             claimed = [job_id for job_id in stale if crud.claim_resend(session, job_id, sent_before=sent_before)]
         for job_id in claimed:

@@ -22,6 +22,8 @@ from growth.errors import SpecError
 from growth.events import EpochEnd, UnitStat
 from worker import artifacts, crud, keys
 from worker.artifacts import sha256_file
+from worker.db import models as db_models
+from worker.db import session as db_session
 from worker.db import (
     ApiKey,
     Artifact,
@@ -262,6 +264,26 @@ def test_the_reaper_requeues_fails_or_cancels_jobs_whose_lease_expired(settings,
     again = reap_once(settings, sent.append)  # nothing left to move; nothing sent twice
     assert (again.requeued, again.failed, again.canceled, sent) == ([], [], [], [retry])
     assert claim(sessions, retry, "w3/c").attempt == 2
+
+
+@pytest.mark.parametrize("skew_hours", [1, -1])
+def test_a_host_whose_clock_is_off_neither_reaps_a_live_job_nor_keeps_a_dead_one(
+        settings_env, fresh_pg_url, monkeypatch, skew_hours):
+    # Leases are judged by the database's clock, so the reaping host's own clock does not matter.
+    sessions = session_factory(settings_env(database_url=fresh_pg_url, lease_seconds=60).database_url)
+    live, dead = new_job(sessions), new_job(sessions)
+    assert claim(sessions, live, "w1/a") is not None and claim(sessions, dead, "w2/b") is not None
+    expire_lease(sessions, dead)
+
+    host_clock = utcnow() + timedelta(hours=skew_hours)
+    for module in (db_models, db_session):
+        monkeypatch.setattr(module, "utcnow", lambda: host_clock)
+    with sessions() as session:
+        assert crud.reap_expired_leases(session).requeued == [dead]
+    assert load_job(sessions, live).status == JobStatus.RUNNING
+    with sessions() as session:  # nor can it claim the live job over its holder's head
+        assert crud.claim_job(session, live, lease_owner="w3/c", worker="w3", lease_seconds=60) is None
+    assert claim(sessions, dead, "w3/c") is not None
 
 
 # --------------------------------------------------------------------------- real runs

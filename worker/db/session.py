@@ -12,14 +12,16 @@ import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, create_engine, event, func, make_url, select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..settings import get_settings
+from .models import utcnow
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -102,3 +104,18 @@ def dispose_engines() -> None:
         _engines.clear()
     for engine in engines:
         engine.dispose()
+
+
+def database_now(session: Session) -> datetime:
+    """The time by the database server's clock (aware, UTC): the one clock every host shares.
+
+    Leases are written by one host and judged by another (a worker renews, any
+    worker's reaper expires); reading both from the database means a host whose
+    clock drifts can neither steal a live job nor keep a dead one. SQLite lives
+    on one machine, so its clock is the local one.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        return utcnow()
+    # statement_timestamp(), not now(): now() is frozen at the start of the session's transaction.
+    return session.scalar(select(func.statement_timestamp())).astimezone(UTC)
+
