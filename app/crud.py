@@ -26,8 +26,8 @@ from worker.db.models import (
     JobEvent,
     JobLayer,
     JobStatus,
-    utcnow,
 )
+from worker.db.session import database_now
 
 EVENT_BATCH = 200
 
@@ -136,7 +136,7 @@ def count_epoch_events_since(session: Session, seconds: float) -> int:
     through the status index and each of those jobs' (job_id, id) index range
     instead of the whole events table.
     """
-    since = utcnow() - timedelta(seconds=seconds)
+    since = database_now(session) - timedelta(seconds=seconds)  # the clock the workers stamp events with
     active = select(Job.id).where(or_(Job.status == JobStatus.RUNNING, Job.finished_at >= since))
     return session.scalar(
         select(func.count()).select_from(JobEvent)

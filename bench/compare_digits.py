@@ -158,8 +158,10 @@ def main() -> None:
 
     table = compare([results[label][first] for label in runs], labels=list(runs))
     command = "python bench/compare_digits.py" + (" --with-sparse" if args.with_sparse else "")
-    if args.seeds != "0,1,2":
-        command += f" --seeds {args.seeds}"
+    for flag, value, default in (("--only", args.only, None), ("--seeds", args.seeds, "0,1,2"),
+                                 ("--jobs", args.jobs, 2)):
+        if value != default:
+            command += f' {flag} "{value}"' if flag == "--only" else f" {flag} {value}"
     body = "\n".join([
         SECTION,
         "",

@@ -62,10 +62,11 @@ def create_job(
         if existing is not None:
             return existing, False
     normalised = job_spec.to_dict()
+    now = database_now(session)
     job = Job(owner=owner, method=job_spec.method, spec=normalised, status=JobStatus.QUEUED, attempts=0,
               max_attempts=max_attempts, idempotency_key=idempotency_key, progress_epoch=0,
-              progress_total=job_spec.total_epochs, current_model=normalised["model"],
-              enqueued_at=database_now(session))
+              progress_total=job_spec.total_epochs, current_model=normalised["model"], created_at=now,
+              enqueued_at=now)
     session.add(job)
     try:
         session.flush()
@@ -439,8 +440,10 @@ def reap_expired_leases(session: Session, now: datetime | None = None) -> Reaped
     session.rollback()  # read outside any write transaction; each move below re-checks its own condition
     reaped = Reaped()
     for job_id, attempts, max_attempts, cancel_requested, worker, checkpoint_path, checkpoint_epoch in expired:
+        # cancel_requested is part of the condition: a cancel landing after the SELECT must not re-queue
+        # the job, since a queued job with a cancel request is never claimed again (it would wait forever).
         still_expired = and_(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.lease_expires_at < now,
-                             Job.attempts == attempts)
+                             Job.attempts == attempts, Job.cancel_requested.is_(cancel_requested))
         lost = f"worker {worker} stopped renewing its lease" if worker else "the worker stopped renewing its lease"
         if cancel_requested:
             status, bucket, error = JobStatus.CANCELED, reaped.canceled, None

@@ -40,7 +40,8 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1, description="runs of a job before it is marked failed")
     # Redis re-delivers a message still unacknowledged after this long (celery#5935), and with acks_late
     # a message stays unacknowledged while its job trains. The database claim turns a re-delivery into a
-    # no-op, so this only keeps such no-ops rare; it never decides whether a job runs.
+    # no-op, so this only keeps such no-ops rare; it never decides whether a job runs. Values below the
+    # longest job only make idle workers pick up (and skip) running jobs' ids; tests use 1 s to see it.
     visibility_timeout_seconds: int = Field(default=12 * 3600, ge=1)
     # kombu's idle-worker sweep for such messages: every unacked_restore_interval × unacked_restore_throttle
     # seconds (10 × 10 by kombu's defaults); this sets the interval with a throttle of 1.

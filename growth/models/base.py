@@ -64,7 +64,8 @@ class GrowableNet(nn.Module, ABC):
         It states the shape ``validate_spec`` checks (keys, types, bounds); rules
         that span fields (a pool that shrinks the input below a pixel) stay with
         ``validate_spec``. ``in_channels`` and ``num_classes`` are optional here: a
-        job fills them from its data.
+        job fills them from its data. JSON Schema counts 8.0 as an integer; the
+        validators, like every integer field of a job spec, want 8.
         """
 
     @classmethod

@@ -71,8 +71,8 @@ def test_finetuning_is_slower_than_the_growth_it_follows(stop: int, finetune_lr:
     job = parse_spec(tiny_spec(train={"epochs": 20, "lr": 0.1, "lr_milestones": [5, 10], "lr_gamma": 0.1},
                                growth={"finetune_epochs": 2, "finetune_lr_factor": 0.1}))
     method = METHODS["grow"](job)
-    method.finetune_start = stop
-    assert method.schedule(stop - 1) is not None
+    assert method.schedule(stop - 1) == ("grow", pytest.approx(finetune_lr / 0.1))  # the last growth epoch
+    method.finetune_start = stop  # what after_epoch sets when no unit triggers at epoch stop - 1
     assert method.schedule(stop) == ("finetune", pytest.approx(finetune_lr))
     assert method.schedule(stop + 1) == ("finetune", pytest.approx(finetune_lr))
     assert method.schedule(stop + 2) is None

@@ -6,6 +6,7 @@ PostgreSQL and on SQLite.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 import uuid
@@ -22,8 +23,6 @@ from growth.errors import SpecError
 from growth.events import EpochEnd, UnitStat
 from worker import artifacts, crud, keys
 from worker.artifacts import sha256_file
-from worker.db import models as db_models
-from worker.db import session as db_session
 from worker.db import (
     ApiKey,
     Artifact,
@@ -241,6 +240,34 @@ def test_a_cancel_racing_a_release_to_the_queue_still_cancels_the_job(settings_e
     assert claim(sessions, job_id, "w2/b") is None  # nobody runs it again
 
 
+def test_a_cancel_landing_while_the_reaper_looks_is_not_lost_in_the_queue(settings_env, fresh_pg_url):
+    # The reaper reads the expired jobs, then moves each one; a cancel between the two must not be
+    # re-queued (a queued job with a cancel request is never claimed, so it would wait forever).
+    settings = settings_env(database_url=fresh_pg_url)
+    sessions = session_factory(settings.database_url)
+    job_id = new_job(sessions)
+    claim(sessions, job_id, "w1/a")
+    expire_lease(sessions, job_id)
+    cancelled: list[bool] = []
+
+    def cancel_after_the_reapers_select(connection, cursor, statement, parameters, context, executemany):
+        if statement.startswith("SELECT jobs.id, jobs.attempts") and not cancelled:
+            with sessions() as session:
+                cancelled.append(crud.request_cancel(session, job_id).cancel_requested)
+
+    reaper = make_engine(settings.database_url)
+    event.listen(reaper, "after_cursor_execute", cancel_after_the_reapers_select)
+    try:
+        with Session(reaper) as session:
+            first = crud.reap_expired_leases(session)
+    finally:
+        reaper.dispose()
+    assert cancelled == [True] and first.requeued == []
+    with sessions() as session:  # the next pass sees the cancel and ends the job
+        assert crud.reap_expired_leases(session).canceled == [job_id]
+    assert load_job(sessions, job_id).status == JobStatus.CANCELED
+
+
 def test_the_reaper_requeues_fails_or_cancels_jobs_whose_lease_expired(settings, sessions):
     retry, exhausted, cancelled, alive = (new_job(sessions, max_attempts=m) for m in (3, 2, 3, 3))
     for job_id in (retry, exhausted, exhausted, cancelled, alive):
@@ -266,24 +293,34 @@ def test_the_reaper_requeues_fails_or_cancels_jobs_whose_lease_expired(settings,
     assert claim(sessions, retry, "w3/c").attempt == 2
 
 
+def skew_host_clock(monkeypatch: pytest.MonkeyPatch, hours: float) -> None:
+    """Make this process's UTC clock run ``hours`` off, wherever the service code reads it."""
+    host_clock = utcnow() + timedelta(hours=hours)
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] in ("worker", "app") and callable(getattr(module, "utcnow", None)):
+            monkeypatch.setattr(module, "utcnow", lambda: host_clock)
+
+
 @pytest.mark.parametrize("skew_hours", [1, -1])
 def test_a_host_whose_clock_is_off_neither_reaps_a_live_job_nor_keeps_a_dead_one(
         settings_env, fresh_pg_url, monkeypatch, skew_hours):
-    # Leases are judged by the database's clock, so the reaping host's own clock does not matter.
+    # Leases are written and judged by the database's clock, so the hosts' own clocks do not matter.
     sessions = session_factory(settings_env(database_url=fresh_pg_url, lease_seconds=60).database_url)
     live, dead = new_job(sessions), new_job(sessions)
     assert claim(sessions, live, "w1/a") is not None and claim(sessions, dead, "w2/b") is not None
     expire_lease(sessions, dead)
 
-    host_clock = utcnow() + timedelta(hours=skew_hours)
-    for module in (db_models, db_session):
-        monkeypatch.setattr(module, "utcnow", lambda: host_clock)
+    skew_host_clock(monkeypatch, skew_hours)
     with sessions() as session:
         assert crud.reap_expired_leases(session).requeued == [dead]
     assert load_job(sessions, live).status == JobStatus.RUNNING
     with sessions() as session:  # nor can it claim the live job over its holder's head
         assert crud.claim_job(session, live, lease_owner="w3/c", worker="w3", lease_seconds=60) is None
     assert claim(sessions, dead, "w3/c") is not None
+    with sessions() as session:  # and the lease it took runs 60 s from the database's now, not its own
+        database_now = session.scalar(select(func.now()))
+        lease_left = (session.get(Job, dead).lease_expires_at - database_now).total_seconds()
+    assert 55 < lease_left <= 60
 
 
 # --------------------------------------------------------------------------- real runs

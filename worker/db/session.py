@@ -106,16 +106,25 @@ def dispose_engines() -> None:
         engine.dispose()
 
 
+_NOW_KEY = "netgrow.database_now"  # Session.info: (the transaction, its now())
+
+
 def database_now(session: Session) -> datetime:
     """The time by the database server's clock (aware, UTC): the one clock every host shares.
 
     Leases are written by one host and judged by another (a worker renews, any
     worker's reaper expires); reading both from the database means a host whose
-    clock drifts can neither steal a live job nor keep a dead one. SQLite lives
-    on one machine, so its clock is the local one.
+    clock drifts can neither steal a live job nor keep a dead one. On PostgreSQL
+    this is ``now()``, the start of the session's transaction: every stamp one
+    unit of work writes is the same instant, read with one round trip per
+    transaction (the crud functions each run their own, short transactions).
+    SQLite lives on one machine, so its clock is the local one.
     """
     if session.get_bind().dialect.name == "sqlite":
         return utcnow()
-    # statement_timestamp(), not now(): now() is frozen at the start of the session's transaction.
-    return session.scalar(select(func.statement_timestamp())).astimezone(UTC)
-
+    cached = session.info.get(_NOW_KEY)
+    if cached is not None and cached[0] is session.get_transaction():
+        return cached[1]
+    now = session.scalar(select(func.now())).astimezone(UTC)  # begins the transaction if none is open
+    session.info[_NOW_KEY] = (session.get_transaction(), now)
+    return now
