@@ -503,6 +503,9 @@ def test_a_run_resumed_from_a_checkpoint_before_its_last_epoch_records_every_epo
         assert session.scalar(select(func.max(JobLayer.epoch)).where(JobLayer.job_id == interrupted)) == 1
     assert job.current_widths == widths_after_1
     assert [e.payload["epoch"] for e in events_of(sessions, interrupted) if e.kind == "epoch"] == [0, 1]
+    kept_changes = [e.payload["spec"] for e in events_of(sessions, interrupted) if e.kind == "architecture"]
+    assert job.current_model == (kept_changes[-1] if kept_changes else stopped.spec["model"])
+    assert job.current_model["layers"] != stopped.current_model["layers"]  # epoch 2's growth is undone
     expire_lease(sessions, interrupted)  # that claimant dies; the next attempt resumes from the same checkpoint
 
     assert run_job(interrupted, worker_name="w3", settings=settings) == Outcome.SUCCEEDED
