@@ -191,14 +191,8 @@ def _parse_result(result: Any, path: str) -> RunSummary:
     widths = _field(final, "widths", f"{path}.final")
     if not isinstance(widths, Mapping):
         raise SpecError(f"{path}.final.widths", "must map unit names to widths, e.g. {\"conv1\": 24}")
-    accuracy = _number(_field(final, "test_accuracy", f"{path}.final"), f"{path}.final.test_accuracy")
-    if accuracy > 1.0:
-        raise SpecError(f"{path}.final.test_accuracy", f"must be a fraction in [0, 1], got {accuracy}")
+    accuracy = _fraction(_field(final, "test_accuracy", f"{path}.final"), f"{path}.final.test_accuracy")
     sparsity = result.get("group_sparsity")
-    if sparsity is not None:
-        sparsity = _number(sparsity, f"{path}.group_sparsity")
-        if sparsity > 1.0:
-            raise SpecError(f"{path}.group_sparsity", f"must be a fraction in [0, 1], got {sparsity}")
     return RunSummary(
         label=method,
         method=method,
@@ -208,7 +202,7 @@ def _parse_result(result: Any, path: str) -> RunSummary:
         test_accuracy=accuracy,
         wall_seconds=_number(_field(result, "wall_seconds", path), f"{path}.wall_seconds"),
         epochs=_count(_field(result, "epochs", path), f"{path}.epochs"),
-        group_sparsity=sparsity,
+        group_sparsity=None if sparsity is None else _fraction(sparsity, f"{path}.group_sparsity"),
     )
 
 
@@ -231,6 +225,13 @@ def _number(value: Any, path: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise SpecError(path, f"must be a non-negative number, got {value!r}")
     return value
+
+
+def _fraction(value: Any, path: str) -> float:
+    number = _number(value, path)
+    if number > 1.0:
+        raise SpecError(path, f"must be a fraction in [0, 1], got {number}")
+    return number
 
 
 def _check_labels(labels: Any, count: int) -> list[str]:
