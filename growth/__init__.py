@@ -5,28 +5,11 @@ A pure library (torch and numpy; scikit-learn only for the digits data):
     import growth
     result = growth.run({"method": "grow", "model": {...}, "data": {"name": "digits"}})
 """
+from .compare import compare
+from .engine import run
 from .errors import DataError, Interrupted, NetgrowError, SpecError
-from .optim import DessiLBI
+from .optim import RMDA, DessiLBI, ProxSGD
+from .spec import parse_spec
 
-__all__ = ["DataError", "DessiLBI", "Interrupted", "NetgrowError", "RMDA", "ProxSGD", "SpecError",
+__all__ = ["DataError", "DessiLBI", "Interrupted", "NetgrowError", "ProxSGD", "RMDA", "SpecError",
            "compare", "parse_spec", "run"]
-
-
-def __getattr__(name: str):  # keep `import growth` light: the run loop pulls in data and models
-    if name == "run":
-        from .engine import run
-
-        return run
-    if name == "parse_spec":
-        from .spec import parse_spec
-
-        return parse_spec
-    if name == "compare":
-        from .compare import compare
-
-        return compare
-    if name in ("RMDA", "ProxSGD"):
-        from . import optim
-
-        return getattr(optim, name)
-    raise AttributeError(f"module 'growth' has no attribute {name!r}")

@@ -1,8 +1,8 @@
 """The run loop every method shares: ``growth.run(spec, on_event)``.
 
-Data, epochs, evaluation, per-unit statistics, events and checkpoints live
-here; what differs between DessiLBI growth and the baselines lives in
-``growth.methods``. A run is reproducible from its spec (seeded generators for
+Data, epochs, evaluation, events and checkpoints live here; what differs
+between DessiLBI growth and the baselines lives in ``growth.methods``, which
+also defines the contract (``Method`` and the ``RunContext`` it is handed). A run is reproducible from its spec (seeded generators for
 initialisation, shuffling, augmentation and new filters) and resumes from a
 checkpoint with the same history as an uninterrupted run.
 """
@@ -10,70 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from . import checkpoint as ckpt
 from .counting import count
 from .data import Splits, load_dataset
+from .errors import SpecError
 from .events import ArchitectureChanged, CheckpointWritten, EpochEnd, Event, Finished, UnitStat
-from .methods import METHODS, Change, Method
+from .methods import METHODS, Change, Method, RunContext
 from .models import build_model
-from .optim.prox import group_norms
 from .spec import JobSpec, input_shape_of, parse_spec
-from .training import evaluate, resolve_device, set_lr, train_epoch
+from .training import resolve_device, set_lr, train_epoch
 
 EventHandler = Callable[[Event], None]
-
-
-@dataclass
-class RunContext:
-    """Everything a method may touch while the run is live."""
-
-    spec: JobSpec
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    splits: Splits
-    device: torch.device
-    input_shape: tuple[int, int, int]
-    shuffle_rng: torch.Generator
-    augment_rng: torch.Generator | None
-    init_rng: torch.Generator
-    history: list[dict[str, Any]] = field(default_factory=list)
-    changes: list[dict[str, Any]] = field(default_factory=list)
-
-    def evaluate(self, model: nn.Module | None = None, split: str = "val") -> float:
-        x, y = getattr(self.splits, split)
-        return evaluate(model if model is not None else self.model, x, y)
-
-    def unit_stats(self) -> list[UnitStat]:
-        """Width and selected filters of every unit, with one host sync for all of them.
-
-        Under DessiLBI a filter is selected when its Γ group is non-zero (eq. 23);
-        under other optimizers when its weights are not all zero (the structure a
-        group-lasso method such as RMDA leaves behind).
-        """
-        units = self.model.units()
-        counts = []
-        for unit in units:
-            selected = torch.zeros((), dtype=torch.long, device=self.device)
-            for conv, _ in unit.producers:
-                source = self.optimizer.state.get(conv.weight, {}).get("gamma", conv.weight)
-                selected = selected + (group_norms(source.detach()) != 0).sum()
-            counts.append(selected)
-        selected_counts = torch.stack(counts).tolist() if counts else []
-        stats = []
-        for unit, selected in zip(units, selected_counts):
-            producers = max(len(unit.producers), 1)
-            # One division of the integer counts: (48 / 5) / 12 would give 0.7999999999999999
-            # for a ratio of exactly 0.8 and miss a threshold of 0.8.
-            ratio = selected / (producers * unit.width)
-            stats.append(UnitStat(unit.name, unit.width, round(selected / producers), ratio))
-        return stats
 
 
 def run(
@@ -105,8 +58,6 @@ def _run(
     method: Method = METHODS[job.method](job)
     state = ckpt.load(resume_from) if resume_from is not None else None
     if state is not None and state["spec"] != job.to_dict():
-        from .errors import SpecError
-
         raise SpecError("resume_from", "the checkpoint belongs to a different spec; resume with the spec it was made from")
 
     ctx = _build(job, method, state)
@@ -121,12 +72,13 @@ def _run(
 
     started = time.perf_counter() - elapsed
     epoch = first_epoch
-    # RMDA restarts when the lr changes between epochs; a resumed run must see the lr it left off at.
+    # A resumed run must see the lr it left off at, so that it reports an lr change where an
+    # uninterrupted run would.
     lr_before = method.schedule(first_epoch - 1)[1] if first_epoch > 0 else None
     while (plan := method.schedule(epoch)) is not None:
         phase, lr = plan
-        if lr_before is not None and lr != lr_before and hasattr(ctx.optimizer, "restart"):
-            ctx.optimizer.restart()  # RMDA restarts its dual averaging at every lr milestone
+        if lr_before is not None and lr != lr_before:
+            method.lr_changed(ctx, lr_before, lr)
         lr_before = lr
         set_lr(ctx.optimizer, lr)
         epoch_started = time.perf_counter()
@@ -142,10 +94,9 @@ def _run(
         grew = {name: new - old for change in changes for name, (old, new) in change.units.items()}
         stats = [UnitStat(s.name, s.width, s.selected, s.ratio, grew.get(s.name, 0)) for s in stats]
         _apply(ctx, changes, epoch, emit)
-        sparsity = method.result_extras(ctx).get("group_sparsity")
         record = EpochEnd(epoch=epoch, phase=phase, train_loss=loss, val_accuracy=val_accuracy, lr=lr,
                           params=size.params, macs=size.macs, seconds=time.perf_counter() - epoch_started,
-                          units=stats, sparsity=sparsity)
+                          units=stats, sparsity=method.epoch_sparsity(ctx))
         ctx.history.append(_history_row(record))
         epoch += 1
         path = None
@@ -180,7 +131,7 @@ def _build(job: JobSpec, method: Method, state: dict[str, Any] | None) -> RunCon
     if state is not None:
         model.load_state_dict(state["model"])
         groups = ckpt.regroup(groups, state["param_names"], model)
-    optimizer = method.make_optimizer(groups)
+    optimizer = method.build_optimizer(groups)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
 

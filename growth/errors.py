@@ -24,6 +24,20 @@ class SpecError(NetgrowError, ValueError):
         super().__init__(f"{field}: {message}")
 
 
+class ArgumentError(ValueError):
+    """A bad argument to a library object, named as its signature spells it (``Invalid lr: -1``).
+
+    Optimizers raise it; the job format translates ``argument`` into the dotted
+    spec field it came from (``train.lr``), see ``growth.methods.Method``.
+    """
+
+    def __init__(self, argument: str, value: object, requirement: str) -> None:
+        self.argument = argument
+        self.value = value
+        self.requirement = requirement
+        super().__init__(f"Invalid {argument}: {value!r} ({requirement})")
+
+
 class DataError(SpecError):
     """A dataset could not be read (missing folder, malformed file)."""
 

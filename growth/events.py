@@ -6,9 +6,7 @@ CLI can print them, the worker can store them and the service can stream them.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
-
-Phase = Literal["train", "grow", "finetune", "dense", "prune", "sensitivity"]
+from typing import Any
 
 
 @dataclass(frozen=True)

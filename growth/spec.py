@@ -7,15 +7,19 @@ valid value looks like. ``JobSpec.to_dict()`` gives back the normalised JSON.
 from __future__ import annotations
 
 import dataclasses
-import math
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from . import validation as check
+from .data import validate_data_spec
+from .data.spec import STANDARD_SAMPLES
 from .errors import SpecError
+from .methods import METHODS as _METHOD_CLASSES
+from .models import validate_model_spec
 
-METHODS = ("grow", "dense", "l1_prune", "autogrow", "rmda", "prox_sgd")
+METHODS = tuple(_METHOD_CLASSES)  # the built-in methods' names; parse_spec reads the live registry
 
 
 def _bounded(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
@@ -130,15 +134,8 @@ class JobSpec:
 
     @property
     def total_epochs(self) -> int:
-        """An upper bound on the epochs this job runs (all phases)."""
-        t = self.train.epochs
-        if self.method == "grow":
-            return t + self.growth.finetune_epochs
-        if self.method == "l1_prune":
-            return (0 if self.prune.from_checkpoint else t) + self.prune.finetune_epochs
-        if self.method == "autogrow":
-            return t + self.autogrow.finetune_epochs
-        return t
+        """An upper bound on the epochs this job runs (all phases), as its method counts them."""
+        return _METHOD_CLASSES[self.method].epoch_budget(self)
 
 
 _SECTIONS: dict[str, type] = {
@@ -158,12 +155,10 @@ def parse_spec(raw: Mapping[str, Any] | JobSpec) -> JobSpec:
         return raw
     if not isinstance(raw, Mapping):
         raise SpecError("spec", f"must be a JSON object, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(_TOP_LEVEL))
-    if unknown:
-        raise SpecError(unknown[0], f"unknown field; valid top-level fields are {', '.join(_TOP_LEVEL)}")
+    check.reject_unknown(raw, _TOP_LEVEL, "")
     method = raw.get("method")
-    if method not in METHODS:
-        raise SpecError("method", f"must be one of {', '.join(METHODS)}; got {method!r}")
+    if method not in _METHOD_CLASSES:
+        raise SpecError("method", f"must be one of {', '.join(_METHOD_CLASSES)}; got {method!r}")
     seed = raw.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
         raise SpecError("seed", "must be a non-negative integer")
@@ -172,11 +167,8 @@ def parse_spec(raw: Mapping[str, Any] | JobSpec) -> JobSpec:
     if "data" not in raw:
         raise SpecError("data", "is required, e.g. {\"name\": \"digits\"}")
 
-    from .data import validate_data_spec
-    from .models import validate_model_spec
-
-    data = validate_data_spec(_mapping(raw["data"], "data"))
-    model = dict(_mapping(raw["model"], "model"))
+    data = validate_data_spec(check.mapping(raw["data"], "data"))
+    model = check.mapping(raw["model"], "model")
     # The data decide input channels and classes unless the model says otherwise.
     model.setdefault("in_channels", _data_channels(data))
     model.setdefault("num_classes", _data_classes(data))
@@ -221,8 +213,6 @@ def dataset_bytes(data: Mapping[str, Any]) -> int:
     The fixed datasets are counted at their published sizes, so this bounds
     what ``image_size`` and ``limit`` make of them before any file is read.
     """
-    from .data.spec import STANDARD_SAMPLES
-
     name = data["name"]
     if name == "synthetic":
         total, test = int(data["samples"]), 0
@@ -244,25 +234,20 @@ def _data_classes(data: Mapping[str, Any]) -> int:
     return 100 if name == "cifar100" else 10
 
 
-def _mapping(value: Any, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise SpecError(path, f"must be a JSON object, got {type(value).__name__}")
-    return value
-
-
 def _section(cls: type, raw: Any, path: str) -> Any:
-    raw = _mapping(raw, path)
+    raw = check.mapping(raw, path)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise SpecError(f"{path}.{unknown[0]}", f"unknown field; valid fields are {', '.join(fields)}")
+    check.reject_unknown(raw, fields, path)
     hints = typing.get_type_hints(cls)
     values = {}
     for name, value in raw.items():
         where = f"{path}.{name}"
         values[name] = _coerce(value, hints[name], where)
-        lo, hi, lo_open, hi_open = fields[name].metadata.get("bounds", (None, None, False, False))
-        _check_bounds(values[name], lo, hi, lo_open, hi_open, where, fields[name].metadata.get("hint", ""))
+        bounds = fields[name].metadata.get("bounds")
+        if bounds is not None and isinstance(values[name], (int, float)) and not isinstance(values[name], bool):
+            lo, hi, lo_open, hi_open = bounds
+            check.in_range(values[name], where, lo, hi, lo_open=lo_open, hi_open=hi_open,
+                           hint=fields[name].metadata.get("hint", ""))
     section = cls(**values)
     if hasattr(section, "check"):
         section.check(path)
@@ -278,21 +263,13 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(value, inner, where)
     if hint is bool:
-        if not isinstance(value, bool):
-            raise SpecError(where, "must be true or false")
-        return value
+        return check.boolean(value, where)
     if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SpecError(where, f"must be an integer, got {value!r}")
-        return value
+        return check.integer(value, where)
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise SpecError(where, f"must be a finite number, got {value!r}")
-        return float(value)
+        return check.number(value, where)
     if hint is str:
-        if not isinstance(value, str):
-            raise SpecError(where, f"must be a string, got {value!r}")
-        return value
+        return check.string(value, where)
     if origin is list:
         if not isinstance(value, list):
             raise SpecError(where, f"must be a list, got {value!r}")
@@ -302,16 +279,3 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise SpecError(where, f"must be a JSON object, got {value!r}")
         return {str(k): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
     raise TypeError(f"unsupported spec type {hint!r}")  # a bug in this module, not bad input
-
-
-def _check_bounds(value: Any, lo: float | None, hi: float | None, lo_open: bool, hi_open: bool,
-                  where: str, hint: str) -> None:
-    if value is None or isinstance(value, (bool, str, list, dict)):
-        return
-    too_low = lo is not None and (value <= lo if lo_open else value < lo)
-    too_high = hi is not None and (value >= hi if hi_open else value > hi)
-    if too_low or too_high:
-        left = "(" if lo_open else "["
-        right = ")" if hi_open else "]"
-        interval = f"{left}{'-∞' if lo is None else lo}, {'∞' if hi is None else hi}{right}"
-        raise SpecError(where, f"must be in {interval}, got {value!r}" + (f" ({hint})" if hint else ""))

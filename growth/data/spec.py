@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from growth import validation as check
 from growth.errors import SpecError
 
 BUILTIN_DATASETS = ("digits", "synthetic")
@@ -97,10 +98,7 @@ def validate_data_spec(spec: Mapping[str, Any] | None, field: str = "data") -> d
     refused for the other datasets, so a typo'd or misplaced field never passes
     silently. The result validates to itself.
     """
-    if spec is None:
-        spec = {}
-    if not isinstance(spec, Mapping):
-        raise SpecError(field, f"must be an object, got {type(spec).__name__}")
+    spec = check.mapping({} if spec is None else spec, field)
 
     name = spec.get("name", COMMON_DEFAULTS["name"])
     if name not in DATASET_NAMES:
@@ -108,10 +106,9 @@ def validate_data_spec(spec: Mapping[str, Any] | None, field: str = "data") -> d
 
     allowed = set(COMMON_DEFAULTS) | (set(SYNTHETIC_DEFAULTS) if name == "synthetic" else set())
     for key in spec:
-        if key not in allowed:
-            if key in SYNTHETIC_DEFAULTS:
-                raise SpecError(f"{field}.{key}", f"only the synthetic dataset takes this field, not {name!r}")
-            raise SpecError(f"{field}.{key}", f"unknown field; valid fields: {', '.join(sorted(allowed))}")
+        if key not in allowed and key in SYNTHETIC_DEFAULTS:
+            raise SpecError(f"{field}.{key}", f"only the synthetic dataset takes this field, not {name!r}")
+    check.reject_unknown(spec, sorted(allowed), field)
 
     out: dict[str, Any] = {"name": name}
     out["root"] = _root(spec.get("root"), name, f"{field}.root")
@@ -123,16 +120,17 @@ def validate_data_spec(spec: Mapping[str, Any] | None, field: str = "data") -> d
     out["test_fraction"] = _fraction(
         spec.get("test_fraction", COMMON_DEFAULTS["test_fraction"]), f"{field}.test_fraction", allow_zero=False
     )
-    out["augment"] = _bool(spec.get("augment", COMMON_DEFAULTS["augment"]), f"{field}.augment")
+    out["augment"] = check.boolean(spec.get("augment", COMMON_DEFAULTS["augment"]), f"{field}.augment")
     out["limit"] = _optional_int(spec.get("limit"), f"{field}.limit", minimum=1)
 
     if name == "synthetic":
-        out["num_classes"] = _int(spec.get("num_classes", SYNTHETIC_DEFAULTS["num_classes"]),
-                                  f"{field}.num_classes", minimum=2)
-        out["channels"] = _int(spec.get("channels", SYNTHETIC_DEFAULTS["channels"]), f"{field}.channels", minimum=1)
-        out["size"] = _int(spec.get("size", SYNTHETIC_DEFAULTS["size"]), f"{field}.size", minimum=2)
-        out["samples"] = _int(spec.get("samples", SYNTHETIC_DEFAULTS["samples"]), f"{field}.samples",
-                              minimum=out["num_classes"])
+        def synthetic(key: str, minimum: int) -> int:
+            return check.integer(spec.get(key, SYNTHETIC_DEFAULTS[key]), f"{field}.{key}", minimum=minimum)
+
+        out["num_classes"] = synthetic("num_classes", 2)
+        out["channels"] = synthetic("channels", 1)
+        out["size"] = synthetic("size", 2)
+        out["samples"] = synthetic("samples", out["num_classes"])
         out["noise"] = _non_negative_float(spec.get("noise", SYNTHETIC_DEFAULTS["noise"]), f"{field}.noise")
     return out
 
@@ -147,45 +145,13 @@ def _root(value: Any, name: str, field: str) -> str | None:
     return os.fspath(value)
 
 
-def _is_int(value: Any) -> bool:
-    # bool is an int subclass, but `"limit": true` is a mistake, not 1.
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _int(value: Any, field: str, minimum: int) -> int:
-    if not _is_int(value):
-        raise SpecError(field, f"must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise SpecError(field, f"must be >= {minimum}, got {value}")
-    return int(value)
-
-
 def _optional_int(value: Any, field: str, minimum: int) -> int | None:
-    return None if value is None else _int(value, field, minimum)
-
-
-def _number(value: Any, field: str, expected: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecError(field, f"must be {expected}, got {value!r}")
-    return float(value)
+    return None if value is None else check.integer(value, field, minimum=minimum)
 
 
 def _fraction(value: Any, field: str, allow_zero: bool) -> float:
-    interval = "[0, 1)" if allow_zero else "(0, 1)"
-    number = _number(value, field, f"a number in {interval}")
-    if not ((0.0 <= number if allow_zero else 0.0 < number) and number < 1.0):
-        raise SpecError(field, f"must be in {interval}, got {value}")
-    return number
+    return check.in_range(check.number(value, field), field, 0.0, 1.0, lo_open=not allow_zero, hi_open=True)
 
 
 def _non_negative_float(value: Any, field: str) -> float:
-    number = _number(value, field, "a number >= 0")
-    if not number >= 0.0:  # also refuses NaN
-        raise SpecError(field, f"must be >= 0, got {value}")
-    return number
-
-
-def _bool(value: Any, field: str) -> bool:
-    if not isinstance(value, bool):
-        raise SpecError(field, f"must be true or false, got {value!r}")
-    return value
+    return check.in_range(check.number(value, field), field, 0.0)

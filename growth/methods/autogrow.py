@@ -10,13 +10,10 @@ Decisions read the validation split; AutoGrow's own code reads test accuracy.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import surgery
-from .base import Change, Method, step_lr
-
-if TYPE_CHECKING:
-    from ..engine import RunContext
+from .base import Change, Method, RunContext, step_lr
 
 
 _POINTS_TOLERANCE = 1e-9  # percentage points
@@ -30,6 +27,10 @@ class AutoGrow(Method):
         self.growing = list(range(len(spec.model["stages"])))  # indices of stages still growing
         self.val_history: list[float] = []
         self.finetune_start: int | None = None
+
+    @classmethod
+    def epoch_budget(cls, spec: Any) -> int:
+        return spec.train.epochs + spec.autogrow.finetune_epochs
 
     def schedule(self, epoch: int) -> tuple[str, float] | None:
         t, a = self.spec.train, self.spec.autogrow
@@ -52,7 +53,7 @@ class AutoGrow(Method):
         # equals the minimum exactly (0.9005 − 0.9 = 0.0004999999999999449).
         return gain * 100.0 < self.spec.autogrow.min_improvement - _POINTS_TOLERANCE
 
-    def after_epoch(self, ctx: "RunContext", epoch: int, val_accuracy: float) -> list[Change]:
+    def after_epoch(self, ctx: RunContext, epoch: int, val_accuracy: float) -> list[Change]:
         a = self.spec.autogrow
         self.val_history.append(val_accuracy)
         if self.finetune_start is not None or (epoch + 1) % a.every:

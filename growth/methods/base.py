@@ -1,21 +1,34 @@
-"""What every training method plugs into the shared run loop.
+"""The method contract: what every training method plugs into the shared run loop.
 
 The loop (growth.engine) owns data, epochs, evaluation, events and
-checkpoints. A method decides four things: which optimizer trains the model,
-which phase and learning rate each epoch has (and when the run is over), what
-happens to the architecture at an epoch's end, and which extra fields go into
-the result. Its own state is plain data so that it checkpoints with the rest.
+checkpoints, and hands a method the live run as a :class:`RunContext`. A
+method decides which optimizer trains the model (and which spec field each of
+its arguments comes from), which phase and learning rate each epoch has (and
+when the run is over, and how many epochs that is at most), what happens when
+the learning rate changes, what happens to the architecture at an epoch's
+end, and which extra fields go into each epoch's record and into the result.
+Its own state is plain data so that it checkpoints with the rest.
+
+Methods register themselves by ``name``; ``Method.registry`` is the one list of
+methods (``growth.spec`` reads it). The job spec a method gets is a
+``growth.spec.JobSpec``; it is typed loosely here because the job format sits
+above the methods (it asks them for their names and epoch budgets).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
-if TYPE_CHECKING:
-    from ..engine import RunContext
-    from ..spec import JobSpec
+from ..data import Splits
+from ..errors import ArgumentError, SpecError
+from ..events import UnitStat
+from ..optim.structure import selected_per_unit
+from ..training import evaluate
 
 
 @dataclass
@@ -24,6 +37,53 @@ class Change:
 
     kind: str  # "widen" | "prune" | "add_block"
     units: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+@dataclass
+class RunContext:
+    """Everything a method may touch while the run is live."""
+
+    spec: Any  # growth.spec.JobSpec
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    splits: Splits
+    device: torch.device
+    input_shape: tuple[int, int, int]
+    shuffle_rng: torch.Generator
+    augment_rng: torch.Generator | None
+    init_rng: torch.Generator
+    history: list[dict[str, Any]] = field(default_factory=list)
+    changes: list[dict[str, Any]] = field(default_factory=list)
+
+    def evaluate(self, model: nn.Module | None = None, split: str = "val") -> float:
+        x, y = getattr(self.splits, split)
+        return evaluate(model if model is not None else self.model, x, y)
+
+    def unit_stats(self) -> list[UnitStat]:
+        """Width and selected filters of every unit (see ``growth.optim.structure``), one host sync."""
+        units = self.model.units()
+        stats = []
+        for unit, selected in zip(units, selected_per_unit(self.optimizer, units)):
+            producers = max(len(unit.producers), 1)
+            # One division of the integer counts: (48 / 5) / 12 would give 0.7999999999999999
+            # for a ratio of exactly 0.8 and miss a threshold of 0.8.
+            ratio = selected / (producers * unit.width)
+            stats.append(UnitStat(unit.name, unit.width, round(selected / producers), ratio))
+        return stats
+
+
+@contextmanager
+def spec_fields(fields: Mapping[str, str]) -> Iterator[None]:
+    """Turn an optimizer's :class:`ArgumentError` into a :class:`SpecError` naming the spec field.
+
+    ``fields`` maps the optimizer's argument (``lr``) to the dotted field it was
+    read from (``train.lr``); an argument not in it keeps its own name.
+    """
+    try:
+        yield
+    except ArgumentError as exc:
+        raise SpecError(fields.get(exc.argument, exc.argument),
+                        f"{exc.requirement}, got {exc.value!r}") from exc
 
 
 def step_lr(base: float, epoch: int, milestones: list[int], gamma: float) -> float:
@@ -42,13 +102,28 @@ class Method:
         if "name" in cls.__dict__:
             Method.registry[cls.name] = cls
 
-    def __init__(self, spec: "JobSpec") -> None:
+    # The spec field each optimizer argument comes from, for errors (see ``spec_fields``).
+    optimizer_fields: ClassVar[dict[str, str]] = {
+        "lr": "train.lr", "momentum": "train.momentum", "weight_decay": "train.weight_decay",
+    }
+
+    def __init__(self, spec: Any) -> None:
         self.spec = spec
+
+    @classmethod
+    def epoch_budget(cls, spec: Any) -> int:
+        """The most epochs a run of ``spec`` takes, all phases (what ``schedule`` allows when nothing stops early)."""
+        return spec.train.epochs
 
     # -- optimizer -------------------------------------------------------------
     def make_optimizer(self, param_groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
         t = self.spec.train
         return torch.optim.SGD(param_groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+
+    def build_optimizer(self, param_groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+        """``make_optimizer``, with a bad argument reported as the spec field it came from."""
+        with spec_fields(self.optimizer_fields):
+            return self.make_optimizer(param_groups)
 
     # -- schedule --------------------------------------------------------------
     def schedule(self, epoch: int) -> tuple[str, float] | None:
@@ -59,18 +134,26 @@ class Method:
         return "train", step_lr(t.lr, epoch, t.lr_milestones, t.lr_gamma)
 
     # -- hooks -----------------------------------------------------------------
-    def prepare(self, ctx: "RunContext") -> list[Change]:
+    def lr_changed(self, ctx: RunContext, old: float, new: float) -> None:
+        """Called before an epoch whose learning rate differs from the previous epoch's."""
+
+    def prepare(self, ctx: RunContext) -> list[Change]:
         """Called once before the first epoch of a fresh (not resumed) run."""
         return []
 
-    def before_evaluation(self, ctx: "RunContext") -> None:
+    def before_evaluation(self, ctx: RunContext) -> None:
         """Called after each epoch's training, before its validation pass."""
 
-    def after_epoch(self, ctx: "RunContext", epoch: int, val_accuracy: float) -> list[Change]:
+    def after_epoch(self, ctx: RunContext, epoch: int, val_accuracy: float) -> list[Change]:
         """Called after each epoch's evaluation; may change the architecture in place."""
         return []
 
-    def result_extras(self, ctx: "RunContext") -> dict[str, Any]:
+    def epoch_sparsity(self, ctx: RunContext) -> float | None:
+        """The epoch record's ``sparsity`` (share of all-zero groups), or None where the method has none."""
+        return None
+
+    def result_extras(self, ctx: RunContext) -> dict[str, Any]:
+        """Fields the method adds to the run's result."""
         return {}
 
     # -- state -----------------------------------------------------------------

@@ -12,16 +12,13 @@ slower than the growth it follows, as the paper asks.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from .. import surgery
 from ..optim import DessiLBI
-from .base import Change, Method, step_lr
-
-if TYPE_CHECKING:
-    from ..engine import RunContext
+from .base import Change, Method, RunContext, step_lr
 
 
 def grown_width(width: int, add: int, factor: float, max_width: int) -> int:
@@ -30,10 +27,18 @@ def grown_width(width: int, add: int, factor: float, max_width: int) -> int:
 
 class Grow(Method):
     name = "grow"
+    optimizer_fields = {
+        **Method.optimizer_fields,
+        **{arg: f"optimizer.{arg}" for arg in ("kappa", "nu", "lam", "beta_min")},
+    }
 
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)
         self.finetune_start: int | None = None  # first fine-tune epoch, once growth has stopped
+
+    @classmethod
+    def epoch_budget(cls, spec: Any) -> int:
+        return spec.train.epochs + spec.growth.finetune_epochs
 
     def make_optimizer(self, param_groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
         t, o = self.spec.train, self.spec.optimizer
@@ -55,7 +60,7 @@ class Grow(Method):
         t = self.spec.train
         return step_lr(t.lr, max(epoch, 0), t.lr_milestones, t.lr_gamma)
 
-    def after_epoch(self, ctx: "RunContext", epoch: int, val_accuracy: float) -> list[Change]:
+    def after_epoch(self, ctx: RunContext, epoch: int, val_accuracy: float) -> list[Change]:
         g = self.spec.growth
         if self.finetune_start is not None or (epoch + 1) % g.every:
             return []

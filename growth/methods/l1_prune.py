@@ -12,16 +12,13 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from .. import surgery
 from ..errors import SpecError
-from .base import Change, Method, step_lr
-
-if TYPE_CHECKING:
-    from ..engine import RunContext
+from .base import Change, Method, RunContext, step_lr
 
 
 def filter_l1_norms(unit: Any) -> torch.Tensor:
@@ -56,6 +53,10 @@ class L1Prune(Method):
         self.pruned = False
         self.sensitivity: dict[str, list[list[float]]] = {}
 
+    @classmethod
+    def epoch_budget(cls, spec: Any) -> int:
+        return (0 if spec.prune.from_checkpoint else spec.train.epochs) + spec.prune.finetune_epochs
+
     def schedule(self, epoch: int) -> tuple[str, float] | None:
         t, p = self.spec.train, self.spec.prune
         if epoch < self.dense_epochs:
@@ -64,7 +65,7 @@ class L1Prune(Method):
             return "finetune", p.finetune_lr
         return None
 
-    def prepare(self, ctx: "RunContext") -> list[Change]:
+    def prepare(self, ctx: RunContext) -> list[Change]:
         for unit in self.spec.prune.keep:
             if unit not in {u.name for u in ctx.model.units()}:
                 valid = ", ".join(u.name for u in ctx.model.units())
@@ -74,12 +75,12 @@ class L1Prune(Method):
         _load_weights(ctx.model, self.spec.prune.from_checkpoint)
         return self._prune(ctx)
 
-    def after_epoch(self, ctx: "RunContext", epoch: int, val_accuracy: float) -> list[Change]:
+    def after_epoch(self, ctx: RunContext, epoch: int, val_accuracy: float) -> list[Change]:
         if epoch == self.dense_epochs - 1 and not self.pruned:
             return self._prune(ctx)
         return []
 
-    def _prune(self, ctx: "RunContext") -> list[Change]:
+    def _prune(self, ctx: RunContext) -> list[Change]:
         p = self.spec.prune
         if p.sensitivity:
             self.sensitivity = self._sensitivity(ctx)
@@ -96,7 +97,7 @@ class L1Prune(Method):
         self.pruned = True
         return [change] if change.units else []
 
-    def _sensitivity(self, ctx: "RunContext") -> dict[str, list[list[float]]]:
+    def _sensitivity(self, ctx: RunContext) -> dict[str, list[list[float]]]:
         """Validation accuracy after pruning each unit alone at each ratio (Li et al., Fig. 2)."""
         curves: dict[str, list[list[float]]] = {}
         for unit in ctx.model.units():
@@ -109,7 +110,7 @@ class L1Prune(Method):
             curves[unit.name] = curve
         return curves
 
-    def result_extras(self, ctx: "RunContext") -> dict[str, Any]:
+    def result_extras(self, ctx: RunContext) -> dict[str, Any]:
         return {"sensitivity": self.sensitivity} if self.sensitivity else {}
 
     def state_dict(self) -> dict[str, Any]:

@@ -9,38 +9,42 @@ running averages follow.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 
 from ..optim import RMDA, ProxSGD
 from ..optim._common import GroupLassoOptimizer
-from ..optim.rmda import group_sparsity
+from ..optim.structure import group_sparsity
 from ..training import recalibrate_batchnorm
-from .base import Method
-
-if TYPE_CHECKING:
-    from ..engine import RunContext
+from .base import Method, RunContext
 
 
 class _Sparse(Method):
     optimizer_class: ClassVar[type[GroupLassoOptimizer]]
+    optimizer_fields = {**Method.optimizer_fields, "lam": "regularizer.lam"}
 
     def make_optimizer(self, param_groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
         t = self.spec.train
         return self.optimizer_class(param_groups, lr=t.lr, momentum=t.momentum, lam=self.spec.regularizer.lam,
                                     weight_decay=t.weight_decay)
 
-    def before_evaluation(self, ctx: "RunContext") -> None:
+    def before_evaluation(self, ctx: RunContext) -> None:
         recalibrate_batchnorm(ctx.model, ctx.splits.train[0], batch_size=max(ctx.spec.train.batch_size, 256))
 
-    def result_extras(self, ctx: "RunContext") -> dict[str, Any]:
+    def epoch_sparsity(self, ctx: RunContext) -> float | None:
+        return group_sparsity(ctx.optimizer)
+
+    def result_extras(self, ctx: RunContext) -> dict[str, Any]:
         return {"group_sparsity": group_sparsity(ctx.optimizer)}
 
 
 class Rmda(_Sparse):
     name = "rmda"
     optimizer_class = RMDA
+
+    def lr_changed(self, ctx: RunContext, old: float, new: float) -> None:
+        ctx.optimizer.restart()  # type: ignore[attr-defined]  # the paper restarts at every lr milestone
 
 
 class ProxSgd(_Sparse):

@@ -7,11 +7,12 @@ JSON-serialisable spec that ``model.to_spec()`` can write back out.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
+from growth import validation as check
 from growth.errors import SpecError
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ def validate_model_spec(spec: Any, path: str = "model") -> dict[str, Any]:
     ``path`` is the spec's place in the enclosing document, used to name bad fields
     (``model.layers[3]``). Raises :class:`SpecError` on the first problem found.
     """
-    spec = require_mapping(spec, path)
+    spec = check.mapping(spec, path)
     family = spec.get("family")
     if family is None:
         raise SpecError(f"{path}.family", f"missing; use one of {family_names()}")
@@ -93,40 +94,12 @@ def build_model(
     return _FAMILIES[normalised["family"]].from_spec(normalised, generator=generator, device=device)
 
 
-# -- field checks shared by the families -------------------------------------------------
-
-
-def require_mapping(value: Any, field: str) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise SpecError(field, f"must be a JSON object, got {type(value).__name__}")
-    return dict(value)
-
-
-def reject_unknown_keys(spec: Mapping[str, Any], allowed: Sequence[str], path: str) -> None:
-    for key in spec:
-        if key not in allowed:
-            raise SpecError(f"{path}.{key}", f"unknown key; valid keys are {sorted(allowed)}")
-
-
-def require_key(spec: Mapping[str, Any], key: str, path: str, example: str) -> Any:
-    if key not in spec:
-        raise SpecError(f"{path}.{key}", f"missing; give it, e.g. {example}")
-    return spec[key]
+# -- field checks the families share, on top of growth.validation ------------------------
 
 
 def positive_int(value: Any, field: str, what: str = "a positive integer") -> int:
-    # bool is an int subclass; `true` as a width is a typo, not a width of 1.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(field, f"must be {what}, got {value!r}")
-    if value < 1:
-        raise SpecError(field, f"must be {what} (at least 1), got {value}")
-    return value
-
-
-def boolean(value: Any, field: str) -> bool:
-    if not isinstance(value, bool):
-        raise SpecError(field, f"must be true or false, got {value!r}")
-    return value
+    # `true` as a width is a typo, not a width of 1 (check.integer refuses bools).
+    return check.integer(value, field, minimum=1, expected=what)
 
 
 def int_list(value: Any, field: str, *, allow_empty: bool, example: str) -> list[int]:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from growth import validation as check
 from growth.errors import SpecError
 from growth.models.base import GrowableNet, Unit, initialize, is_meta, on_device
 from growth.models.registry import (
@@ -33,9 +34,6 @@ from growth.models.registry import (
     int_list,
     positive_int,
     register_family,
-    reject_unknown_keys,
-    require_key,
-    require_mapping,
 )
 
 _KEYS = ("family", "in_channels", "num_classes", "stem", "stages", "input_size")
@@ -124,11 +122,11 @@ class ResNet(GrowableNet):
 
     @classmethod
     def validate_spec(cls, spec: Mapping[str, Any], path: str) -> dict[str, Any]:
-        reject_unknown_keys(spec, _KEYS, path)
-        in_channels = positive_int(require_key(spec, "in_channels", path, "3"), f"{path}.in_channels")
-        num_classes = positive_int(require_key(spec, "num_classes", path, "10"), f"{path}.num_classes")
-        stem = positive_int(require_key(spec, "stem", path, "16"), f"{path}.stem")
-        stages = require_key(spec, "stages", path, '[{"width": 16, "blocks": [16, 16]}]')
+        check.reject_unknown(spec, _KEYS, path)
+        in_channels = positive_int(check.require(spec, "in_channels", path, "3"), f"{path}.in_channels")
+        num_classes = positive_int(check.require(spec, "num_classes", path, "10"), f"{path}.num_classes")
+        stem = positive_int(check.require(spec, "stem", path, "16"), f"{path}.stem")
+        stages = check.require(spec, "stages", path, '[{"width": 16, "blocks": [16, 16]}]')
         if not isinstance(stages, list) or not stages:
             raise SpecError(
                 f"{path}.stages", 'must be a non-empty list of stages, e.g. [{"width": 16, "blocks": [16]}]'
@@ -245,12 +243,12 @@ class ResNet(GrowableNet):
 
 
 def _validate_stage(stage: Any, index: int, path: str) -> dict[str, Any]:
-    stage = require_mapping(stage, path)
-    reject_unknown_keys(stage, _STAGE_KEYS, path)
-    width = positive_int(require_key(stage, "width", path, "16"), f"{path}.width")
+    stage = check.mapping(stage, path)
+    check.reject_unknown(stage, _STAGE_KEYS, path)
+    width = positive_int(check.require(stage, "width", path, "16"), f"{path}.width")
     stride = stage.get("stride", 1 if index == 0 else 2)
     if isinstance(stride, bool) or not isinstance(stride, int) or stride not in (1, 2):
         raise SpecError(f"{path}.stride", f"must be 1 or 2, got {stride!r}")
-    blocks = require_key(stage, "blocks", path, "[16, 16]")
+    blocks = check.require(stage, "blocks", path, "[16, 16]")
     blocks = int_list(blocks, f"{path}.blocks", allow_empty=False, example="[16, 16]")
     return {"width": width, "stride": stride, "blocks": blocks}

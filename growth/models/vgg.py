@@ -19,18 +19,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from growth import validation as check
 from growth.errors import SpecError
 from growth.models.base import GrowableNet, Unit, initialize, is_meta, on_device
 from growth.models.registry import (
     INPUT_OUTPUT_SCHEMA,
     POSITIVE_INT_SCHEMA,
-    boolean,
     input_size,
     int_list,
     positive_int,
     register_family,
-    reject_unknown_keys,
-    require_key,
 )
 
 POOL = "M"
@@ -64,13 +62,13 @@ class VGG(GrowableNet):
 
     @classmethod
     def validate_spec(cls, spec: Mapping[str, Any], path: str) -> dict[str, Any]:
-        reject_unknown_keys(spec, _KEYS, path)
-        in_channels = positive_int(require_key(spec, "in_channels", path, "3"), f"{path}.in_channels")
-        num_classes = positive_int(require_key(spec, "num_classes", path, "10"), f"{path}.num_classes")
+        check.reject_unknown(spec, _KEYS, path)
+        in_channels = positive_int(check.require(spec, "in_channels", path, "3"), f"{path}.in_channels")
+        num_classes = positive_int(check.require(spec, "num_classes", path, "10"), f"{path}.num_classes")
         size = input_size(spec.get("input_size", DEFAULT_INPUT_SIZE), f"{path}.input_size")
-        layers = _validate_layers(require_key(spec, "layers", path, '[64, 64, "M", 128]'), size, path)
+        layers = _validate_layers(check.require(spec, "layers", path, '[64, 64, "M", 128]'), size, path)
         classifier = int_list(spec.get("classifier", []), f"{path}.classifier", allow_empty=True, example="[256]")
-        batch_norm = boolean(spec.get("batch_norm", True), f"{path}.batch_norm")
+        batch_norm = check.boolean(spec.get("batch_norm", True), f"{path}.batch_norm")
         return {
             "family": cls.family,
             "in_channels": in_channels,

@@ -1,28 +1,13 @@
-"""Optimizers that learn sparse structure while training.
+"""Optimizers that learn sparse structure while training, and the read-out of that structure.
 
 DessiLBI (the growth method's optimizer) and the structured-sparsity
-baselines; the group-lasso proximal maps they share are in ``prox``, the
-torch.optim plumbing (closure, gathering params with gradients, RMDA's and
-ProxSGD's common options) in ``_common``.
+baselines RMDA and ProxSGD; the proximal maps they share are in ``prox``, the
+torch.optim plumbing they share (closure, gathering params with gradients,
+the foreach default, argument checks) in ``_common``. ``structure`` reads what
+they learned: the filters Γ selects, masks, group sparsity.
 """
-from growth.optim.dessilbi import (
-    DessiLBI,
-    StructureMasks,
-    masks,
-    sparse_weights,
-    support_counts,
-    unit_support,
-)
+from growth.optim.dessilbi import DessiLBI
 from growth.optim.prox_sgd import ProxSGD
 from growth.optim.rmda import RMDA
 
-__all__ = [
-    "ProxSGD",
-    "RMDA",
-    "DessiLBI",
-    "StructureMasks",
-    "masks",
-    "sparse_weights",
-    "support_counts",
-    "unit_support",
-]
+__all__ = ["DessiLBI", "ProxSGD", "RMDA"]

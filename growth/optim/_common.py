@@ -14,8 +14,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT, _default_to_fused_or_foreach
+from torch.utils._foreach_utils import _has_foreach_support
 
-from growth.errors import SpecError
+from growth.errors import ArgumentError
 
 
 def closure_loss(closure: Callable[[], float] | None) -> float | None:
@@ -36,26 +37,35 @@ def params_with_grad(group: Mapping[str, Any], optimizer_name: str) -> Iterator[
         yield p
 
 
-def use_foreach(foreach: bool | None, params: list[Tensor]) -> bool:
-    """Whether to take the multi-tensor path; None means torch.optim's default (on CUDA)."""
+def use_foreach(foreach: bool | None, params: list[Tensor], *, on_cpu: bool = False) -> bool:
+    """Whether to take the multi-tensor path.
+
+    None means torch.optim's default (foreach on CUDA); ``on_cpu=True`` extends
+    that default to every device torch has foreach kernels for, CPU included
+    (DessiLBI's multi-tensor step is the faster one there too).
+    """
     if torch.jit.is_scripting():
         return False
     if foreach is None:
         _, foreach = _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)
+        if not foreach and on_cpu:
+            foreach = all(_has_foreach_support([p], p.device) for p in params)
     return foreach
 
 
+def check_argument(ok: bool, argument: str, value: object, requirement: str) -> None:
+    """Raise :class:`~growth.errors.ArgumentError` (a ValueError naming ``argument``) unless ``ok``."""
+    if not ok:
+        raise ArgumentError(argument, value, requirement)
+
+
 def _check_group_options(group: Mapping[str, Any], momentum_hint: str = "") -> None:
-    """Validate a RMDA / ProxSGD param group; errors name the bare option (``lr``, ``lam`` …)."""
-    if not group["lr"] >= 0.0:
-        raise SpecError("lr", f"must be ≥ 0, got {group['lr']}")
-    if not 0.0 <= group["momentum"] < 1.0:
-        hint = f" ({momentum_hint})" if momentum_hint else ""
-        raise SpecError("momentum", f"must be in [0, 1){hint}, got {group['momentum']}")
-    if not group["lam"] >= 0.0:
-        raise SpecError("lam", f"the group-lasso weight must be ≥ 0, got {group['lam']}")
-    if not group["weight_decay"] >= 0.0:
-        raise SpecError("weight_decay", f"must be ≥ 0, got {group['weight_decay']}")
+    """Validate a RMDA / ProxSGD param group; errors name the constructor's argument."""
+    check_argument(group["lr"] >= 0.0, "lr", group["lr"], "must be ≥ 0")
+    hint = f" ({momentum_hint})" if momentum_hint else ""
+    check_argument(0.0 <= group["momentum"] < 1.0, "momentum", group["momentum"], f"must be in [0, 1){hint}")
+    check_argument(group["lam"] >= 0.0, "lam", group["lam"], "the group-lasso weight must be ≥ 0")
+    check_argument(group["weight_decay"] >= 0.0, "weight_decay", group["weight_decay"], "must be ≥ 0")
 
 
 class GroupLassoOptimizer(Optimizer):

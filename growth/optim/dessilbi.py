@@ -5,44 +5,30 @@ Every *structural* parameter W (a conv or linear weight) is lifted to a pair
 W follows (momentum) SGD plus a pull towards Γ; Γ follows a linearized
 Bregman iteration on its sub-gradient variable V, so filters enter Γ's support
 one by one, most important first (the "inverse scale space"). The support of Γ
-is what the growth loop reads (eq. 23 of the journal paper) and what the masks
-below expose (eqs. 21–22).
+is what the growth loop reads (eq. 23 of the journal paper); ``growth.optim.structure``
+reads it (selected filters, masks of eqs. 21–22).
 
 Layout follows ``torch/optim/sgd.py``: :class:`DessiLBI` gathers per-group
 lists, :func:`dessilbi` is the functional entry point that picks
 :func:`_single_tensor_dessilbi` (the readable reference the tests pin) or
-:func:`_multi_tensor_dessilbi` (``torch._foreach_*`` over device/dtype groups).
+:func:`_multi_tensor_dessilbi` (``torch._foreach_*`` over the device/dtype groups
+torch's ``Optimizer._group_tensors_by_device_and_dtype`` forms).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim.optimizer import (
-    Optimizer,
-    ParamsT,
-    _foreach_supported_types,
-    _get_fused_kernels_supported_devices,
-)
+from torch.optim.optimizer import Optimizer, ParamsT, _default_to_fused_or_foreach
 from torch.utils.weak import WeakIdKeyDictionary
 
-from growth.errors import SpecError
-from growth.optim._common import closure_loss, params_with_grad
+from growth.optim._common import check_argument, closure_loss, params_with_grad, use_foreach
 from growth.optim.prox import NORM_FLOOR, group_norms, group_soft_threshold, is_grouped
 
-__all__ = [
-    "DessiLBI",
-    "StructureMasks",
-    "dessilbi",
-    "masks",
-    "sparse_weights",
-    "support_counts",
-    "unit_support",
-]
+__all__ = ["DessiLBI", "dessilbi"]
 
 # Per-parameter scratch that is not p-shaped (filter norms, 0-d counts) lives
 # here rather than in optimizer.state, keyed on the parameter object and
@@ -111,16 +97,16 @@ class DessiLBI(Optimizer):
         weight_decay: L2 penalty added to the loss gradient.
         magnitude_scaling: use the magnitude scaling update, eqs. (14)–(15).
         beta_min: the floor of β under magnitude scaling.
-        foreach: use the multi-tensor implementation; None picks it whenever
-            every parameter is a plain tensor (it is the faster path on CPU
-            too, unlike torch.optim's default).
+        foreach: use the multi-tensor implementation; None picks it wherever
+            torch has foreach kernels, CPU included (it is the faster path on
+            CPU too, unlike torch.optim's default).
 
     Example:
         >>> # xdoctest: +SKIP
         >>> optimizer = DessiLBI(model.parameters(), lr=0.1, nu=100.0)
         >>> loss_fn(model(x), y).backward()
         >>> optimizer.step()
-        >>> unit_support(optimizer, [model.conv1.weight])
+        >>> growth.optim.structure.unit_support(optimizer, [model.conv1.weight])
         (5, 8)
     """
 
@@ -242,20 +228,13 @@ def _check_hyperparameters(
     weight_decay: float,
     beta_min: float,
 ) -> None:
-    if not lr >= 0.0:
-        raise SpecError("train.lr", f"must be a number >= 0, got {lr!r}")
-    if not kappa > 0.0:
-        raise SpecError("optimizer.kappa", f"must be a number > 0 (the paper uses 1), got {kappa!r}")
-    if not nu > 0.0:
-        raise SpecError("optimizer.nu", f"must be a number > 0 (the paper uses 10 to 1000), got {nu!r}")
-    if not lam >= 0.0:
-        raise SpecError("optimizer.lam", f"must be a number >= 0 (the paper uses 1), got {lam!r}")
-    if not 0.0 <= momentum < 1.0:
-        raise SpecError("train.momentum", f"must be in [0, 1), e.g. 0.9, got {momentum!r}")
-    if not weight_decay >= 0.0:
-        raise SpecError("train.weight_decay", f"must be a number >= 0, got {weight_decay!r}")
-    if not 0.0 < beta_min <= 1.0:
-        raise SpecError("optimizer.beta_min", f"must be in (0, 1], e.g. 0.01, got {beta_min!r}")
+    check_argument(lr >= 0.0, "lr", lr, "must be a number >= 0")
+    check_argument(kappa > 0.0, "kappa", kappa, "must be a number > 0 (the paper uses 1)")
+    check_argument(nu > 0.0, "nu", nu, "must be a number > 0 (the paper uses 10 to 1000)")
+    check_argument(lam >= 0.0, "lam", lam, "must be a number >= 0 (the paper uses 1)")
+    check_argument(0.0 <= momentum < 1.0, "momentum", momentum, "must be in [0, 1), e.g. 0.9")
+    check_argument(weight_decay >= 0.0, "weight_decay", weight_decay, "must be a number >= 0")
+    check_argument(0.0 < beta_min <= 1.0, "beta_min", beta_min, "must be in (0, 1], e.g. 0.01")
 
 
 def _check_state_shapes(p: Tensor, state: dict[str, Any]) -> None:
@@ -293,11 +272,7 @@ def dessilbi(
     take the plain momentum step). ``momentum_buffers`` entries that are None
     are created here (the list is updated in place, as in ``torch.optim.sgd``).
     """
-    if foreach is None:
-        foreach = not torch.jit.is_scripting() and all(
-            type(p) in _foreach_supported_types for p in params
-        )
-    func = _multi_tensor_dessilbi if foreach else _single_tensor_dessilbi
+    func = _multi_tensor_dessilbi if use_foreach(foreach, params, on_cpu=True) else _single_tensor_dessilbi
     func(
         params,
         grads,
@@ -415,11 +390,14 @@ def _multi_tensor_dessilbi(
     4. Γ ← κ·Prox_λ(V): one ``vector_norm`` per conv weight, the shrink factors
        of all filters with foreach ops on the small norm vectors, one multiply.
     """
-    for indices in _group_by_device_and_dtype(params).values():
-        lifted = [i for i in indices if vs[i] is not None]
-        ws = [params[i] for i in lifted]
-        v_lifted = [_not_none(vs[i]) for i in lifted]
-        g_lifted = [_not_none(gammas[i]) for i in lifted]
+    grouped = Optimizer._group_tensors_by_device_and_dtype(
+        [params, grads, momentum_buffers, vs, gammas], with_indices=True  # type: ignore[list-item]
+    )
+    for (device_params, device_grads, device_buffers, device_vs, device_gammas), indices in grouped.values():
+        lifted = [j for j, v in enumerate(device_vs) if v is not None]
+        ws = [device_params[j] for j in lifted]
+        v_lifted = [_not_none(device_vs[j]) for j in lifted]
+        g_lifted = [_not_none(device_gammas[j]) for j in lifted]
 
         eps: list[Tensor] | None = None
         if lifted:
@@ -429,16 +407,15 @@ def _multi_tensor_dessilbi(
             _residual_and_v_step_(ws, g_lifted, v_lifted, step=lr / nu, beta=beta)
         residuals = g_lifted  # W − Γ until the prox below overwrites it with the new Γ
 
-        group_buffers = [momentum_buffers[i] for i in indices]
         _momentum_sgd_(
-            [params[i] for i in indices],
-            [grads[i] for i in indices],
-            group_buffers,
+            device_params,
+            device_grads,
+            device_buffers,
             lr=kappa * lr,
             momentum=momentum,
             weight_decay=weight_decay,
         )
-        for i, buf in zip(indices, group_buffers, strict=True):
+        for i, buf in zip(indices, device_buffers, strict=True):
             momentum_buffers[i] = buf
 
         if lifted:
@@ -480,13 +457,6 @@ def _not_none(t: Tensor | None) -> Tensor:
     return t
 
 
-def _group_by_device_and_dtype(params: list[Tensor]) -> dict[tuple[torch.device, torch.dtype], list[int]]:
-    groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
-    for i, p in enumerate(params):
-        groups.setdefault((p.device, p.dtype), []).append(i)
-    return groups
-
-
 def _momentum_sgd_(
     params: list[Tensor],
     grads: list[Tensor],
@@ -511,11 +481,8 @@ def _momentum_sgd_(
 
 
 def _fused_sgd_supported(p: Tensor) -> bool:
-    return (
-        not torch.jit.is_scripting()
-        and p.device.type in _get_fused_kernels_supported_devices()
-        and torch.is_floating_point(p)
-    )
+    fused, _ = _default_to_fused_or_foreach([p], differentiable=False, use_fused=True)
+    return fused
 
 
 def _negative_momentum_fused_sgd_supported(p: Tensor) -> bool:
@@ -710,103 +677,3 @@ def _foreach_prox_into_(
         torch._foreach_mul_(g_elem, -kappa)
         if eps is not None:
             torch._foreach_mul_(g_elem, [eps[i] for i in elementwise])
-
-
-# ---------------------------------------------------------------------------
-# Reading the structure off Γ (section 5 of the journal paper)
-# ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StructureMasks:
-    """Masks from the support of Γ for one weight.
-
-    ``weight``: 1[Γ ≠ 0], the shape of the weight (eq. 21);
-    ``filter``: one entry per output filter (row), True where Γ's group is
-    non-zero (eq. 22); ``layer``: 0-d, True iff any filter is selected (a
-    layer with an empty support can be removed, section 5.1).
-    """
-
-    weight: Tensor
-    filter: Tensor
-    layer: Tensor
-
-
-def _gamma(optimizer: Optimizer, p: Tensor) -> Tensor:
-    """Γ for ``p``; zero (its initial value) before the first step."""
-    gamma = optimizer.state[p].get("gamma") if p in optimizer.state else None
-    return torch.zeros_like(p) if gamma is None else gamma
-
-
-def _selected_filters(gamma: Tensor) -> Tensor:
-    if gamma.ndim == 1:
-        return gamma != 0
-    return torch.any(gamma != 0, dim=_filter_dims(gamma))
-
-
-def masks(optimizer: Optimizer, p: Tensor) -> StructureMasks:
-    """Weight, filter and layer masks of ``p`` from Γ's support; no host sync."""
-    gamma = _gamma(optimizer, p)
-    weight = gamma != 0
-    filters = _selected_filters(gamma)
-    return StructureMasks(weight=weight, filter=filters, layer=filters.any())
-
-
-def support_counts(
-    optimizer: Optimizer, layers: Sequence[Sequence[Tensor]]
-) -> tuple[Tensor, Tensor]:
-    """(selected filters, filters) per layer as two int64 tensors, no host sync.
-
-    Each layer is a list of weights whose output filters it owns (e.g. every
-    producer conv of a residual unit); counts add up over the list. Read both
-    with one ``.tolist()`` each after all layers are done.
-    """
-    if not layers or not any(layers):
-        empty = torch.zeros(len(layers), dtype=torch.int64)
-        return empty, empty.clone()
-    device = next(p.device for layer in layers for p in layer)
-    zero = torch.zeros((), dtype=torch.int64, device=device)
-    selected = torch.stack([
-        sum((_selected_filters(_gamma(optimizer, p)).sum().to(device) for p in layer), zero)
-        for layer in layers
-    ])
-    total = torch.tensor([sum(p.shape[0] for p in layer) for layer in layers], dtype=torch.int64)
-    return selected, total.to(device)
-
-
-def unit_support(optimizer: Optimizer, params: Sequence[Tensor]) -> tuple[int, int]:
-    """(#selected filters, #filters) over ``params``: the ratio of eq. (23).
-
-    A filter (output channel) is selected when its group of Γ is non-zero.
-    Syncs with the host once; use :func:`support_counts` for many layers.
-    """
-    selected, total = support_counts(optimizer, [params])
-    return int(selected.tolist()[0]), int(total.tolist()[0])
-
-
-def _lifted_params(optimizer: Optimizer) -> Iterator[Tensor]:
-    for group in optimizer.param_groups:
-        if group.get("structural", True):
-            yield from (p for p in group["params"] if p.ndim >= 2)
-
-
-@contextmanager
-def sparse_weights(optimizer: Optimizer) -> Iterator[None]:
-    """Temporarily set W ← W ⊙ 1[Γ ≠ 0] for every structural parameter.
-
-    The sparse network DessiLBI has selected, e.g. to evaluate it. W is
-    restored on exit, also on an exception; do not step the optimizer or
-    resize layers inside the block. A parameter that has never been stepped
-    has Γ = 0, so its sparse version is zero.
-    """
-    saved: list[tuple[Tensor, Tensor]] = []
-    try:
-        with torch.no_grad():
-            for p in _lifted_params(optimizer):
-                saved.append((p, p.detach().clone()))
-                p.mul_(_gamma(optimizer, p) != 0)
-        yield
-    finally:
-        with torch.no_grad():
-            for p, original in saved:
-                p.copy_(original)

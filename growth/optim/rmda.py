@@ -49,11 +49,10 @@ from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
 from ._common import GroupLassoOptimizer, closure_loss, params_with_grad, use_foreach
-from .prox import group_lasso_weight, group_sparsity, shrink_groups_
+from .prox import group_lasso_weight, shrink_groups_
 
-# ``group_sparsity`` lives in ``growth.optim.prox`` (ProxSGD reports it too); it is
-# re-exported here because it is RMDA's measure of success.
-__all__ = ["RMDA", "group_sparsity", "rmda"]
+# Its measure of success, group sparsity, is read by ``growth.optim.structure``.
+__all__ = ["RMDA", "rmda"]
 
 
 class RMDA(GroupLassoOptimizer):

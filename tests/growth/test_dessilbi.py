@@ -12,9 +12,12 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from growth.errors import SpecError
+from growth.errors import ArgumentError, SpecError
+from growth.methods.base import spec_fields
+from growth.methods.grow import Grow
 from growth.optim import dessilbi as dessilbi_module
-from growth.optim.dessilbi import DessiLBI, masks, sparse_weights, support_counts, unit_support
+from growth.optim.dessilbi import DessiLBI
+from growth.optim.structure import masks, sparse_weights, support_counts, unit_support
 
 # --------------------------------------------------------------------------------------
 # An independent model of the update: plain Python floats, one group per filter.
@@ -209,11 +212,11 @@ def test_magnitude_scaling_floors_beta_once_every_filter_is_selected(foreach: bo
 def test_a_param_group_overriding_a_hyperparameter_is_checked_too() -> None:
     good = nn.Parameter(torch.zeros(2, 2))
     bad = nn.Parameter(torch.zeros(2, 2))
-    with pytest.raises(SpecError) as err:
+    with pytest.raises(SpecError) as err, spec_fields(Grow.optimizer_fields):
         DessiLBI([{"params": [good]}, {"params": [bad], "nu": 0.0}], lr=0.1)
     assert err.value.field == "optimizer.nu"
     optimizer = DessiLBI([good], lr=0.1)
-    with pytest.raises(SpecError) as err:
+    with pytest.raises(SpecError) as err, spec_fields(Grow.optimizer_fields):
         optimizer.add_param_group({"params": [bad], "lam": -1.0})
     assert err.value.field == "optimizer.lam"
     assert len(optimizer.param_groups) == 1
@@ -609,7 +612,13 @@ def test_sparse_weights_evaluates_the_selected_subnetwork() -> None:
 ])
 def test_bad_hyperparameters_name_the_field(kwargs: dict, field: str) -> None:
     args = {"lr": 0.1, **kwargs}
-    with pytest.raises(SpecError) as err:
+    (argument,) = kwargs
+    # The optimizer names its own argument in a plain ValueError ...
+    with pytest.raises(ArgumentError, match=f"^Invalid {argument}: ") as bare:
+        DessiLBI([nn.Parameter(torch.zeros(2, 2))], **args)
+    assert bare.value.argument == argument and not isinstance(bare.value, SpecError)
+    # ... which the growth method reports as the job-spec field it was read from.
+    with pytest.raises(SpecError) as err, spec_fields(Grow.optimizer_fields):
         DessiLBI([nn.Parameter(torch.zeros(2, 2))], **args)
     assert err.value.field == field
 

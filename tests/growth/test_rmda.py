@@ -14,18 +14,20 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from growth.errors import SpecError
+from growth.errors import ArgumentError, SpecError
+from growth.methods.base import spec_fields
+from growth.methods.sparse import Rmda
 from growth.models import Unit, build_model
-from growth.optim.prox import (
-    group_lasso_weight,
+from growth.optim.prox import group_lasso_weight
+from growth.optim.prox_sgd import ProxSGD
+from growth.optim.rmda import RMDA
+from growth.optim.structure import (
     group_sparsity,
     regularized_weights,
     unit_zero_channels,
     unit_zero_groups,
     zero_group_mask,
 )
-from growth.optim.prox_sgd import ProxSGD
-from growth.optim.rmda import RMDA
 
 Rows = list[list[float]]
 
@@ -327,9 +329,14 @@ def test_rmda_state_keys_and_clocks() -> None:
 ])
 @pytest.mark.parametrize("cls", [RMDA, ProxSGD])
 def test_bad_hyperparameters_name_the_field(cls: type, kwargs: dict, field: str) -> None:
-    with pytest.raises(SpecError) as err:
+    # The optimizer names its own argument in a plain ValueError ...
+    with pytest.raises(ArgumentError, match=f"^Invalid {field}: ") as err:
         cls([nn.Parameter(torch.zeros(2, 2))], **kwargs)
-    assert err.value.field == field
+    assert err.value.argument == field and not isinstance(err.value, SpecError)
+    # ... which a method's job spec reports as the field it was read from.
+    with pytest.raises(SpecError) as spec_err, spec_fields(Rmda.optimizer_fields):
+        cls([nn.Parameter(torch.zeros(2, 2))], **kwargs)
+    assert spec_err.value.field == {"lam": "regularizer.lam"}.get(field, f"train.{field}")
 
 
 # --- ProxSGD --------------------------------------------------------------------
