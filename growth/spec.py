@@ -157,7 +157,7 @@ def parse_spec(raw: Mapping[str, Any] | JobSpec) -> JobSpec:
         raise SpecError("spec", f"must be a JSON object, got {type(raw).__name__}")
     check.reject_unknown(raw, _TOP_LEVEL, "")
     method = raw.get("method")
-    if method not in _METHOD_CLASSES:
+    if not isinstance(method, str) or method not in _METHOD_CLASSES:
         raise SpecError("method", f"must be one of {', '.join(_METHOD_CLASSES)}; got {method!r}")
     seed = raw.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
