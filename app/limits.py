@@ -11,8 +11,8 @@ from typing import Any
 
 from growth.errors import SpecError
 from growth.spec import JobSpec, dataset_bytes, input_shape_of, parse_spec
-from worker.datasets import check_data_root
-from worker.settings import Settings
+from worker.store.datasets import check_data_root
+from worker.store.settings import Settings
 
 # Devices a job submitted over HTTP may ask for. A GPU index ("cuda:1") names a GPU of one machine,
 # but the job runs on whichever worker takes it, and each worker trains on the GPU it was given (a

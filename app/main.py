@@ -22,9 +22,10 @@ from app.api.errors import install_error_handlers
 from app.api.main import api_router
 from app.metrics import Metrics, RequestTimingMiddleware
 from app.middleware import BodySizeLimitMiddleware
-from worker.db.migrate import is_up_to_date
-from worker.db.session import session_factory
-from worker.settings import Settings, get_settings
+from worker.store.dispatch import start_in_process_runner, stop_in_process_runner
+from worker.store.migrate import is_up_to_date
+from worker.store.session import session_factory
+from worker.store.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +69,14 @@ def create_app(
         await run_in_threadpool(importlib.import_module, "growth.counting")
         runner = None
         if run_jobs:
-            from worker.embedded import start_embedded
-
-            runner = start_embedded(settings)
+            runner = start_in_process_runner(settings)
             log.info("embedded mode: running jobs in this process as %s", runner.worker_name)
         try:
             yield
         finally:
             if runner is not None:
-                from worker.embedded import stop_embedded
-
                 # The running job stops at a batch boundary and goes back to the queue.
-                await run_in_threadpool(stop_embedded)
+                await run_in_threadpool(stop_in_process_runner)
 
     app = FastAPI(title="netgrow", version=_version(), description=DESCRIPTION, lifespan=lifespan,
                   openapi_tags=[{"name": "jobs", "description": "Growth jobs and their history."},

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import get_args
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -19,8 +18,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import crud
-from app.schemas import JobStatus
+from app import queries
+from worker.store.models import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +35,20 @@ class JobCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         try:
             with self.session_factory() as session:
-                by_status = crud.count_jobs_by_status(session)
-                recent_epochs = crud.count_epoch_events_since(session, EPOCH_RATE_WINDOW_SECONDS)
-                total_epochs = crud.count_epochs(session)
+                by_status = queries.count_jobs_by_status(session)
+                recent_epochs = queries.count_epoch_events_since(session, EPOCH_RATE_WINDOW_SECONDS)
+                total_epochs = queries.count_epochs(session)
         except SQLAlchemyError:
             log.exception("metrics: the database did not answer")
             yield GaugeMetricFamily("netgrow_database_up", "1 if the database answered this scrape.", value=0)
             return
         yield GaugeMetricFamily("netgrow_database_up", "1 if the database answered this scrape.", value=1)
         jobs = GaugeMetricFamily("netgrow_jobs", "Jobs in the database by status.", labels=["status"])
-        for status in get_args(JobStatus):
-            jobs.add_metric([status], by_status.get(status, 0))
+        for status in JobStatus:
+            jobs.add_metric([status.value], by_status.get(status.value, 0))
         yield jobs
         yield GaugeMetricFamily("netgrow_queue_depth", "Jobs waiting for a worker (status queued).",
-                                value=by_status.get("queued", 0))
+                                value=by_status.get(JobStatus.QUEUED.value, 0))
         yield GaugeMetricFamily(
             "netgrow_epochs_per_second",
             f"Epochs finished by all workers over the last {EPOCH_RATE_WINDOW_SECONDS:.0f} s, per second.",

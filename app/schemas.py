@@ -19,9 +19,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
-TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "canceled"})
-EventKind = Literal["state", "epoch", "architecture"]
+from worker.store.models import JobStatus
+
+# The stored JobStatus, as the inline string enum the OpenAPI document has always shown.
+JobStatusName = Literal[tuple(status.value for status in JobStatus)]  # type: ignore[valid-type]
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -89,7 +90,7 @@ class JobMetrics(_Response):
 class JobRead(_Response):
     id: uuid.UUID
     method: str
-    status: JobStatus
+    status: JobStatusName
     spec: dict[str, Any] = Field(description="The normalised job spec, every default filled in.")
     progress: JobProgress
     current_widths: dict[str, int] | None = Field(description="Width of every growth unit after the last epoch.")
@@ -138,13 +139,13 @@ class EpochRecord(_Response):
 
 class JobHistory(_Response):
     job_id: uuid.UUID
-    status: JobStatus
-    epochs: list[EpochRecord] = Field(description="In epoch order; `units` only lists the requested layers.")
+    status: JobStatusName
+    epochs: list[EpochRecord] = Field(description="In epoch order; `units` only lists the requested units.")
 
 
 class JobArchitecture(_Response):
     job_id: uuid.UUID
-    status: JobStatus
+    status: JobStatusName
     epoch: int = Field(description="Epochs recorded when this architecture was current.")
     final: bool = Field(description="True once the job has succeeded: this is the grown network.")
     model: dict[str, Any] = Field(description="A model spec, valid as the `model` of a new job.")
@@ -173,7 +174,7 @@ class Table5Row(BaseModel):
 
 
 class ComparisonRead(BaseModel):
-    """Table 4 (final width of every layer) and Table 5 (parameters, accuracy) of the DessiLBI paper."""
+    """Table 4 (final width of every unit) and Table 5 (parameters, accuracy) of the DessiLBI paper."""
 
     job_ids: list[uuid.UUID] = Field(description="The jobs, in column order.")
     table4: Table4

@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 
-from app.schemas import TERMINAL_STATUSES
+from app.queries import StoredEvent
 
 
 def format_event(event_id: int, event: str, data: Any) -> bytes:
@@ -26,19 +26,6 @@ def format_event(event_id: int, event: str, data: Any) -> bytes:
 
 def format_comment(text: str) -> bytes:
     return f": {text}\n\n".encode()
-
-
-@dataclass(frozen=True)
-class StoredEvent:
-    """One ``job_events`` row, as the stream needs it."""
-
-    id: int
-    kind: str
-    payload: dict[str, Any]
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.kind == "state" and self.payload.get("status") in TERMINAL_STATUSES
 
 
 EventsAfter = Callable[[int], list[StoredEvent]]

@@ -4,7 +4,7 @@
 
 Against PostgreSQL (a scratch database created and dropped here): one job with
 200 epochs × 16 layers of history, written through the worker's own write path
-(``worker.crud.record_epoch``); then the real server (``netgrow serve`` in a
+(``worker.store.jobs.record_epoch``); then the real server (``netgrow serve`` in a
 separate process, so client and server do not share a GIL) on a loopback port,
 and asyncio httpx clients. ``GET /healthz`` (no database) is measured in the
 same run as the baseline the other figures are divided by. Prints a Markdown
@@ -37,7 +37,7 @@ SPEC = {"method": "grow", "model": {"family": "vgg", "layers": [8] * LAYERS}, "d
 def create_database(admin_url: str) -> str:
     from sqlalchemy import create_engine, make_url, text
 
-    from worker.db.migrate import upgrade
+    from worker.store.migrate import upgrade
 
     name = f"netgrow_bench_{uuid.uuid4().hex[:10]}"
     engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
@@ -52,7 +52,7 @@ def create_database(admin_url: str) -> str:
 def drop_database(admin_url: str, url: str) -> None:
     from sqlalchemy import create_engine, make_url, text
 
-    from worker.db.session import dispose_engines
+    from worker.store.session import dispose_engines
 
     dispose_engines()
     engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
@@ -64,14 +64,14 @@ def drop_database(admin_url: str, url: str) -> None:
 def seed(url: str) -> tuple[str, str]:
     """A key and a job with EPOCHS × LAYERS of history; returns (key, job id)."""
     from growth.events import EpochEnd, UnitStat
-    from worker import crud
-    from worker.db.session import session_scope
-    from worker.keys import create_key
+    from worker.store import jobs as jobs_store
+    from worker.store.session import session_scope
+    from worker.store.keys import create_key
 
     with session_scope(url) as session:
         key = create_key(session, "bench")
-        job, _ = crud.create_job(session, owner="bench", spec=SPEC, max_attempts=3)
-        claim = crud.claim_job(session, job.id, lease_owner="bench/1", worker="bench", lease_seconds=86_400)
+        job, _ = jobs_store.create_job(session, owner="bench", spec=SPEC, max_attempts=3)
+        claim = jobs_store.claim_job(session, job.id, lease_owner="bench/1", worker="bench", lease_seconds=86_400)
         assert claim is not None
     for epoch in range(EPOCHS):
         units = [UnitStat(f"conv{i + 1}", width=8 + epoch // 10, selected=8, ratio=8 / (8 + epoch // 10),
@@ -79,7 +79,7 @@ def seed(url: str) -> tuple[str, str]:
         event = EpochEnd(epoch=epoch, phase="grow", train_loss=1.0, val_accuracy=0.5, lr=0.1, params=10_000,
                          macs=100_000, seconds=1.0, units=units)
         with session_scope(url) as session:
-            assert crud.record_epoch(session, job.id, lease_owner="bench/1", lease_seconds=86_400, epoch=event)
+            assert jobs_store.record_epoch(session, job.id, lease_owner="bench/1", lease_seconds=86_400, epoch=event)
     return key, str(job.id)
 
 

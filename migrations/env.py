@@ -1,6 +1,6 @@
 """Alembic environment: runs revisions against the URL the caller chose.
 
-``worker.db.migrate`` passes the URL (or an open connection) through
+``worker.store.migrate`` passes the URL (or an open connection) through
 ``config.attributes``; the alembic CLI falls back to ``NETGROW_DATABASE_URL``.
 Revisions never come from ``Base.metadata.create_all``: the models are the
 autogenerate target only.
@@ -10,9 +10,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from worker.db.models import Base
-from worker.db.session import make_engine
-from worker.settings import get_settings
+from worker.store.models import Base
+from worker.store.session import make_engine
+from worker.store.settings import get_settings
 
 config = context.config
 target_metadata = Base.metadata

@@ -86,7 +86,7 @@ def create_pg_database(template: str | None = None) -> str:
 def drop_pg_database(url: str) -> None:
     from sqlalchemy import make_url, text
 
-    from worker.db.session import dispose_engines
+    from worker.store.session import dispose_engines
 
     dispose_engines()
     engine = _pg_admin()
@@ -100,7 +100,7 @@ def pg_template() -> Iterator[str]:
     """The name of a database migrated to head, used only as a CREATE DATABASE template."""
     from sqlalchemy import make_url
 
-    from worker.db.migrate import upgrade
+    from worker.store.migrate import upgrade
 
     url = create_pg_database()
     upgrade(url)  # migrate() disposes its engine: a template must have no open connections
@@ -137,7 +137,7 @@ def empty_pg_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from worker.db.migrate import upgrade
+    from worker.store.migrate import upgrade
 
     path = tmp_path_factory.mktemp("sqlite-template") / "netgrow.db"
     upgrade(f"sqlite:///{path}")
@@ -147,7 +147,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def sqlite_url(sqlite_template: Path, tmp_path: Path) -> Iterator[str]:
     """A SQLite file migrated to head, for this test alone."""
-    from worker.db.session import dispose_engines
+    from worker.store.session import dispose_engines
 
     path = tmp_path / "netgrow.db"
     shutil.copyfile(sqlite_template, path)
@@ -159,6 +159,14 @@ def sqlite_url(sqlite_template: Path, tmp_path: Path) -> Iterator[str]:
 def database_url(request: pytest.FixtureRequest) -> str:
     """Each test that asks for it runs once per backend, on a database of its own."""
     return request.getfixturevalue("fresh_pg_url" if request.param == "postgresql" else "sqlite_url")
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database (never migrated), once per backend: for tests that walk through revisions."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("empty_pg_url")
+    return f"sqlite:///{tmp_path / 'empty.db'}"
 
 
 # --------------------------------------------------------------------------- Redis
@@ -252,8 +260,8 @@ def settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Ca
     and dataset directories default to folders in this test's tmp_path. Celery worker processes started
     afterwards inherit the same variables.
     """
-    from worker.db.session import dispose_engines
-    from worker.settings import get_settings
+    from worker.store.session import dispose_engines
+    from worker.store.settings import get_settings
 
     for key in list(os.environ):
         if key.startswith("NETGROW_"):
@@ -279,7 +287,7 @@ def settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Ca
 
 
 class CeleryWorkers:
-    """Real ``celery -A worker.celery_app worker --pool=solo`` processes, logging to files."""
+    """Real ``celery -A worker.runners.celery_app worker --pool=solo`` processes, logging to files."""
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
@@ -288,7 +296,7 @@ class CeleryWorkers:
     def start(self, name: str, *, env: dict[str, str] | None = None, wait_ready: bool = True
               ) -> subprocess.Popen[bytes]:
         log_path = self.log_dir / f"celery-{name}.log"
-        command = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool=solo",
+        command = [sys.executable, "-m", "celery", "-A", "worker.runners.celery_app", "worker", "--pool=solo",
                    "--concurrency=1", f"--hostname={name}@%h", "--loglevel=INFO",
                    "--without-gossip", "--without-mingle", "--without-heartbeat"]
         environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env or {})}

@@ -1,13 +1,10 @@
-"""netgrow's job service core: settings, database, job lifecycle, Celery worker and embedded runner.
+"""netgrow's service core, in two halves; ``app/`` imports the store and never the runners.
 
-    worker.settings     Settings from NETGROW_* variables (get_settings())
-    worker.db           models, engines/sessions, programmatic Alembic migrations
-    worker.keys         API keys (create_key, authenticate, revoke_key)
-    worker.crud         write-side job data access (create_job, request_cancel, claim, record, reap)
-    worker.jobs         run_job(): the one code path that runs a job
-    worker.queue        enqueue(job_id): Celery or the embedded runner
-    worker.celery_app   the Celery app (celery -A worker.celery_app worker --pool=solo)
-    worker.embedded     in-process runner for a broker-less deployment
-    worker.reaper       re-queues jobs whose worker died
-    worker.artifacts    artifact-store layout, safetensors weights, sha256
+    worker.store      the job store: settings, database, the job state machine, keys,
+                      artifacts, dataset roots, health checks, dispatch to the runners
+    worker.runners    what runs jobs: the Celery app and task, the embedded runner,
+                      the reaper, and the attempt loop that trains one job
+
+The runners import the store; the store names the runners only by string (a Celery
+task name, the embedded runner's import path), see ``worker.store.dispatch``.
 """

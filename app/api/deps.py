@@ -17,11 +17,11 @@ from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import crud
+from app import queries
 from app.api.errors import validation_error
-from worker import keys
-from worker.db.models import Job
-from worker.settings import Settings
+from worker.store import keys
+from worker.store.models import Job
+from worker.store.settings import Settings
 
 
 def get_settings(request: Request) -> Settings:
@@ -73,7 +73,7 @@ JobId = Annotated[uuid.UUID, Path(description="The job's id (a UUID).")]
 
 
 def get_owned_job(job_id: JobId, owner: CurrentOwner, session: SessionDep) -> Job:
-    job = crud.get_job(session, job_id, owner)
+    job = queries.get_job(session, job_id, owner)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
     return job

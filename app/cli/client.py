@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 
 from app.sse import SSEMessage, parse_sse
+from worker.store.models import TERMINAL_STATUSES, JobStatus
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
-TERMINAL = ("succeeded", "failed", "canceled")
 
 
 class ApiError(Exception):
@@ -85,9 +85,9 @@ class ApiClient:
         params = {k: v for k, v in filters.items() if v is not None}
         return self._json(self.http.get("/v1/jobs", params=params))
 
-    def history(self, job_id: str, *, layers: list[str] | None = None, from_epoch: int | None = None,
+    def history(self, job_id: str, *, units: list[str] | None = None, from_epoch: int | None = None,
                 to_epoch: int | None = None) -> dict[str, Any]:
-        params: dict[str, Any] = {"layer": layers or []}
+        params: dict[str, Any] = {"unit": units or []}
         if from_epoch is not None:
             params["from_epoch"] = from_epoch
         if to_epoch is not None:
@@ -125,7 +125,7 @@ class ApiClient:
                             last_event_id = int(message.id)
                         failures = 0
                         yield message
-                        if message.event == "state" and message.json().get("status") in TERMINAL:
+                        if message.event == "state" and message.json().get("status") in TERMINAL_STATUSES:
                             return
                 return  # the server closed the stream after the terminal event
             except (httpx.TransportError, httpx.RemoteProtocolError):
@@ -154,7 +154,7 @@ def follow(client: ApiClient, job_id: str, *, quiet: bool = False, label: str | 
             elif message.event == "architecture":
                 grown = ", ".join(f"{unit} {old}→{new}" for unit, (old, new) in payload.get("units", {}).items())
                 bar.write(f"epoch {payload.get('epoch')}: {payload.get('change')} {grown}")
-            elif message.event == "state" and payload.get("status") == "succeeded":
+            elif message.event == "state" and payload.get("status") == JobStatus.SUCCEEDED:
                 bar.total = bar.n  # growth can stop before the epoch budget is spent
                 bar.refresh()
     finally:
@@ -191,9 +191,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     watch.add_argument("job_id")
     watch.set_defaults(handler=watch_command)
 
-    history = subparsers.add_parser("history", help="per-epoch metrics and layer widths of a job")
+    history = subparsers.add_parser("history", help="per-epoch metrics and unit widths of a job")
     history.add_argument("job_id")
-    history.add_argument("--layer", action="append", help="only this unit (repeatable), e.g. conv1")
+    history.add_argument("--unit", action="append", help="only this unit (repeatable), e.g. conv1")
     history.add_argument("--from-epoch", type=int)
     history.add_argument("--to-epoch", type=int)
     history.add_argument("--json", action="store_true", help="print the raw JSON")
@@ -234,7 +234,7 @@ def submit_command(args: argparse.Namespace) -> int:
             if args.watch:
                 job = follow(client, job["id"])
                 print_job(job)
-                return 0 if job["status"] == "succeeded" else 1
+                return 0 if job["status"] == JobStatus.SUCCEEDED else 1
             print(job["id"])
     except (ApiError, httpx.HTTPError) as exc:
         return _fail(exc)
@@ -257,13 +257,13 @@ def watch_command(args: argparse.Namespace) -> int:
     except (ApiError, httpx.HTTPError) as exc:
         return _fail(exc)
     print_job(job)
-    return 0 if job["status"] == "succeeded" else 1
+    return 0 if job["status"] == JobStatus.SUCCEEDED else 1
 
 
 def history_command(args: argparse.Namespace) -> int:
     try:
         with _client(args) as client:
-            history = client.history(args.job_id, layers=args.layer, from_epoch=args.from_epoch,
+            history = client.history(args.job_id, units=args.unit, from_epoch=args.from_epoch,
                                      to_epoch=args.to_epoch)
     except (ApiError, httpx.HTTPError) as exc:
         return _fail(exc)

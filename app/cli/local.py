@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-FORMATS = ("markdown", "csv", "json")
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     grow = subparsers.add_parser("grow", help="run a job spec locally (any method) and write its result JSON")

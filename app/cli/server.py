@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from worker.settings import Settings, get_settings
+from worker.store.models import JobStatus
+from worker.store.settings import Settings, get_settings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -61,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def migrate_database(settings: Settings, revision: str = "head") -> None:
-    from worker.db.migrate import upgrade
+    from worker.store.migrate import upgrade
 
     upgrade(settings.database_url, revision)
 
@@ -91,8 +92,8 @@ def migrate_command(args: argparse.Namespace) -> int:
 def keys_create_command(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
-    from worker.db.session import session_scope
-    from worker.keys import create_key
+    from worker.store.session import session_scope
+    from worker.store.keys import create_key
 
     settings = get_settings()
     if settings.embedded:
@@ -113,8 +114,8 @@ def keys_create_command(args: argparse.Namespace) -> int:
 
 
 def keys_revoke_command(args: argparse.Namespace) -> int:
-    from worker.db.session import session_scope
-    from worker.keys import revoke_key
+    from worker.store.session import session_scope
+    from worker.store.keys import revoke_key
 
     with session_scope(get_settings().database_url) as session:
         revoked = revoke_key(session, args.prefix)
@@ -124,7 +125,7 @@ def keys_revoke_command(args: argparse.Namespace) -> int:
 
 def check_command(args: argparse.Namespace) -> int:
     from app.api.routes.health import check_broker, check_database
-    from worker.db.session import session_factory
+    from worker.store.session import session_factory
 
     settings = get_settings()
     results = {}
@@ -185,8 +186,8 @@ def demo_command(args: argparse.Namespace) -> int:
     from app.cli.client import ApiClient, follow
     from app.cli.local import read_json
     from app.main import create_app
-    from worker.db.session import session_scope
-    from worker.keys import create_key
+    from worker.store.session import session_scope
+    from worker.store.keys import create_key
 
     grow_spec = read_json(args.grow_spec, "spec")
     dense_spec = read_json(args.dense_spec, "spec")
@@ -205,7 +206,7 @@ def demo_command(args: argparse.Namespace) -> int:
         print(f"submitted {grow['method']} job {grow['id']} and {dense['method']} baseline {dense['id']}")
         grow = follow(client, grow["id"], quiet=args.quiet, label="grow")
         dense = follow(client, dense["id"], quiet=args.quiet, label="dense")
-        failed = [job for job in (grow, dense) if job["status"] != "succeeded"]
+        failed = [job for job in (grow, dense) if job["status"] != JobStatus.SUCCEEDED]
         if failed:
             for job in failed:
                 print(f"error: job {job['id']} {job['status']}: {job.get('error')}", file=sys.stderr)

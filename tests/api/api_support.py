@@ -45,8 +45,8 @@ class LiveApi:
     clients: list[httpx.Client] = field(default_factory=list)
 
     def key(self, owner: str) -> str:
-        from worker.db.session import session_scope
-        from worker.keys import create_key
+        from worker.store.session import session_scope
+        from worker.store.keys import create_key
 
         with session_scope(self.settings.database_url) as session:
             return create_key(session, owner)

@@ -47,7 +47,7 @@ def queued_message_count(redis_url: str) -> Callable[[], int]:
     """How many job ids wait in the Redis queue (the Celery queue is a Redis list)."""
     import redis
 
-    from worker.settings import get_settings
+    from worker.store.settings import get_settings
 
     def count() -> int:
         client = redis.Redis.from_url(redis_url)

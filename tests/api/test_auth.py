@@ -33,8 +33,8 @@ def test_every_v1_endpoint_refuses_a_missing_or_bad_key(queue_api: LiveApi) -> N
     alice = queue_api.user("alice")
     job_id = alice.post("/v1/jobs", json=smoke_spec()).json()["id"]
     revoked_key = queue_api.key("mallory")
-    from worker.db.session import session_scope
-    from worker.keys import revoke_key
+    from worker.store.session import session_scope
+    from worker.store.keys import revoke_key
 
     with session_scope(queue_api.settings.database_url) as session:
         assert revoke_key(session, revoked_key[:12]) == 1

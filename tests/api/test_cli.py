@@ -23,9 +23,9 @@ def netgrow(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess
 
 
 def test_keys_create_migrates_an_embedded_database_and_prints_the_key_last(tmp_path: Path) -> None:
-    from worker.db.migrate import is_up_to_date
-    from worker.db.session import session_scope
-    from worker.keys import authenticate
+    from worker.store.migrate import is_up_to_date
+    from worker.store.session import session_scope
+    from worker.store.keys import authenticate
 
     database_url = f"sqlite:///{tmp_path / 'fresh.db'}"
     env = {"NETGROW_DATABASE_URL": database_url, "NETGROW_BROKER_URL": "", "NETGROW_ARTIFACT_DIR": str(tmp_path)}
@@ -44,7 +44,7 @@ def test_keys_create_migrates_an_embedded_database_and_prints_the_key_last(tmp_p
 
 
 def test_migrate_and_check(tmp_path: Path, fresh_pg_url: str) -> None:
-    from worker.db.migrate import is_up_to_date
+    from worker.store.migrate import is_up_to_date
 
     database_url = f"sqlite:///{tmp_path / 'new.db'}"
     migrated = netgrow("migrate", env={"NETGROW_DATABASE_URL": database_url, "NETGROW_BROKER_URL": ""})
@@ -87,7 +87,7 @@ def test_client_commands_against_a_live_server(embedded_api: LiveApi, tmp_path: 
 
     code, out, _ = run_cli(capsys, "status", job_id)
     assert code == 0 and "succeeded" in out and "widths: conv1=" in out
-    code, out, _ = run_cli(capsys, "history", job_id, "--layer", "conv1", "--to-epoch", "1")
+    code, out, _ = run_cli(capsys, "history", job_id, "--unit", "conv1", "--to-epoch", "1")
     lines = out.strip().splitlines()
     assert lines[0] == "| epoch | phase | loss | val acc | params | conv1 |" and len(lines) == 4
 

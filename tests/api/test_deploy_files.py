@@ -49,7 +49,7 @@ def test_worker_owns_one_gpu_and_runs_one_job_at_a_time(compose: dict[str, Any])
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "capabilities": ["gpu"], "device_ids": ["0"]}]
     command = worker["command"]
-    assert command[:2] == ["celery", "--app=worker.celery_app"]
+    assert command[:2] == ["celery", "--app=worker.runners.celery_app"]
     assert "--pool=solo" in command and "--concurrency=1" in command
 
 

@@ -64,7 +64,7 @@ def test_a_job_runs_end_to_end(api: LiveApi) -> None:
     grew = [u for e in history["epochs"] for u in e["units"] if u["grew"] > 0]
     assert grew, "the smoke spec grows at least one layer"
 
-    conv2 = client.get(f"/v1/jobs/{job_id}/history", params={"layer": "conv2", "from_epoch": 1, "to_epoch": 3})
+    conv2 = client.get(f"/v1/jobs/{job_id}/history", params={"unit": "conv2", "from_epoch": 1, "to_epoch": 3})
     assert [e["epoch"] for e in conv2.json()["epochs"]] == [1, 2, 3]
     assert all([u["name"] for u in e["units"]] == ["conv2"] for e in conv2.json()["epochs"])
 

@@ -49,12 +49,12 @@ def test_pages_are_newest_first_with_a_total_and_filters(queue_api: LiveApi) -> 
 
 def _record_epochs(database_url: str, job_id: str, epochs: int) -> None:
     """Write epochs through the worker's own write path, as a worker running the job would."""
-    from worker import crud
-    from worker.db.session import session_scope
+    from worker.store import jobs as jobs_store
+    from worker.store.session import session_scope
 
     job = uuid.UUID(job_id)
     with session_scope(database_url) as session:
-        claim = crud.claim_job(session, job, lease_owner="test/1", worker="test", lease_seconds=600)
+        claim = jobs_store.claim_job(session, job, lease_owner="test/1", worker="test", lease_seconds=600)
         assert claim is not None
     for epoch in range(epochs):
         units = [UnitStat(name, width=8 + epoch + i, selected=epoch % 8 + i, ratio=(epoch % 8 + i) / (8 + epoch + i),
@@ -63,10 +63,10 @@ def _record_epochs(database_url: str, job_id: str, epochs: int) -> None:
                        val_accuracy=epoch / epochs, lr=0.1, params=1000 + epoch, macs=5000 + epoch, seconds=0.5,
                        units=units, sparsity=float("nan") if epoch == 1 else None)
         with session_scope(database_url) as session:
-            assert crud.record_epoch(session, job, lease_owner="test/1", lease_seconds=600, epoch=end)
+            assert jobs_store.record_epoch(session, job, lease_owner="test/1", lease_seconds=600, epoch=end)
 
 
-def test_history_filters_by_layer_and_epoch_range(queue_api: LiveApi) -> None:
+def test_history_filters_by_unit_and_epoch_range(queue_api: LiveApi) -> None:
     client = queue_api.user()
     job_id = client.post("/v1/jobs", json=smoke_spec()).json()["id"]
     _record_epochs(queue_api.settings.database_url, job_id, 6)
@@ -84,17 +84,17 @@ def test_history_filters_by_layer_and_epoch_range(queue_api: LiveApi) -> None:
     assert full["epochs"][5]["phase"] == "finetune"
 
     window = client.get(f"/v1/jobs/{job_id}/history",
-                        params={"layer": ["conv10", "conv1"], "from_epoch": 2, "to_epoch": 4}).json()
+                        params={"unit": ["conv10", "conv1"], "from_epoch": 2, "to_epoch": 4}).json()
     assert [e["epoch"] for e in window["epochs"]] == [2, 3, 4]
     assert [[u["name"] for u in e["units"]] for e in window["epochs"]] == [["conv1", "conv10"]] * 3
     assert window["epochs"][1]["units"][1]["width"] == 13
 
     assert client.get(f"/v1/jobs/{job_id}/history", params={"from_epoch": 4}).json()["epochs"][0]["epoch"] == 4
     assert client.get(f"/v1/jobs/{job_id}/history", params={"from_epoch": 5, "to_epoch": 2}).json()["epochs"] == []
-    unknown = client.get(f"/v1/jobs/{job_id}/history", params={"layer": "conv99"}).json()
+    unknown = client.get(f"/v1/jobs/{job_id}/history", params={"unit": "conv99"}).json()
     assert [e["units"] for e in unknown["epochs"]] == [[]] * 6
-    bad = client.get(f"/v1/jobs/{job_id}/history", params={"layer": "conv1; drop table jobs"})
-    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][:2] == ["query", "layer"]
+    bad = client.get(f"/v1/jobs/{job_id}/history", params={"unit": "conv1; drop table jobs"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][:2] == ["query", "unit"]
 
     job = client.get(f"/v1/jobs/{job_id}").json()
     assert job["progress"]["epoch"] == 6
@@ -103,7 +103,7 @@ def test_history_filters_by_layer_and_epoch_range(queue_api: LiveApi) -> None:
 
 @contextmanager
 def counted_statements(database_url: str) -> Iterator[list[str]]:
-    from worker.db.session import get_engine
+    from worker.store.session import get_engine
 
     statements: list[str] = []
     engine = get_engine(database_url)
@@ -124,10 +124,10 @@ def test_history_is_two_queries_whatever_its_length(queue_api: LiveApi, epochs: 
     job_id = client.post("/v1/jobs", json=smoke_spec()).json()["id"]
     _record_epochs(queue_api.settings.database_url, job_id, epochs)
     with counted_statements(queue_api.settings.database_url) as statements:
-        response = client.get(f"/v1/jobs/{job_id}/history", params={"layer": ["conv1", "conv2"]})
+        response = client.get(f"/v1/jobs/{job_id}/history", params={"unit": ["conv1", "conv2"]})
     assert response.status_code == 200 and len(response.json()["epochs"]) == epochs
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
     assert sum("FROM job_epochs" in s for s in selects) == 1
-    assert sum("FROM job_layers" in s for s in selects) == 1
+    assert sum("FROM job_units" in s for s in selects) == 1
     # The other two: the API key and the job's owner check.
     assert len(selects) == 4, selects

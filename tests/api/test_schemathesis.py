@@ -36,7 +36,7 @@ def _openapi() -> dict:
     # The schema does not depend on settings; an app that is never served produces it at import,
     # and test_the_server_publishes_this_schema checks that the live server serves the same document.
     from app.main import create_app
-    from worker.settings import Settings
+    from worker.store.settings import Settings
 
     return create_app(Settings(database_url="sqlite://", broker_url=None), run_jobs=False).openapi()
 
@@ -55,10 +55,10 @@ STATUSES: defaultdict[str, set[int]] = defaultdict(set)
 def server_url(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A server on the shared PostgreSQL database that stores jobs but runs none (no worker, no broker)."""
     from app.main import create_app
-    from worker.db.models import ApiKey
-    from worker.db.session import session_scope
-    from worker.keys import hash_key
-    from worker.settings import Settings
+    from worker.store.models import ApiKey
+    from worker.store.session import session_scope
+    from worker.store.keys import hash_key
+    from worker.store.settings import Settings
 
     settings = Settings(database_url=pg_url, broker_url=None, artifact_dir=tmp_path_factory.mktemp("artifacts"),
                         max_epochs=20, max_width=64, max_params=100_000, max_request_bytes=50_000)

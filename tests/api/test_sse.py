@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import anyio
 
-from app.sse import StoredEvent, format_comment, format_event, job_event_stream, parse_sse
+from app.queries import StoredEvent
+from app.sse import format_comment, format_event, job_event_stream, parse_sse
 
 
 def test_frames_parse_back_to_the_same_messages() -> None:

@@ -1,4 +1,4 @@
-"""worker.datasets: a job's data.root names a folder inside the server's data_dir, nothing else."""
+"""worker.store.datasets: a job's data.root names a folder inside the server's data_dir, nothing else."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from growth.errors import SpecError
-from worker.datasets import check_data_root, localize_data_root, resolve_data_root
+from worker.store.datasets import check_data_root, localize_data_root, resolve_data_root
 
 
 @pytest.mark.parametrize(("root", "complaint"), [

@@ -21,24 +21,15 @@ from sqlalchemy.orm import Session
 
 from growth.errors import SpecError
 from growth.events import EpochEnd, UnitStat
-from worker import artifacts, crud, keys
-from worker.artifacts import sha256_file
-from worker.db import (
-    ApiKey,
-    Artifact,
-    Job,
-    JobEpoch,
-    JobEvent,
-    JobLayer,
-    JobStatus,
-    make_engine,
-    session_factory,
-    utcnow,
-)
-from worker.embedded import start_embedded, stop_embedded
-from worker.jobs import Outcome, _succeed, run_job
-from worker.queue import enqueue
-from worker.reaper import Reaper, reap_once
+from worker.runners.attempt import Outcome, _succeed, run_job
+from worker.runners.embedded import start_embedded, stop_embedded
+from worker.runners.reaper import Reaper, reap_once
+from worker.store import artifacts, keys
+from worker.store import jobs as jobs_store
+from worker.store.artifacts import sha256_file
+from worker.store.dispatch import enqueue
+from worker.store.models import ApiKey, Artifact, Job, JobEpoch, JobEvent, JobStatus, JobUnit, utcnow
+from worker.store.session import make_engine, session_factory
 
 pytestmark = pytest.mark.service
 
@@ -70,7 +61,7 @@ def sessions(settings):
 
 def new_job(sessions, spec=None, *, max_attempts=3, owner="alice") -> uuid.UUID:
     with sessions() as session:
-        job, created = crud.create_job(session, owner=owner, spec=spec or tiny_spec(), max_attempts=max_attempts)
+        job, created = jobs_store.create_job(session, owner=owner, spec=spec or tiny_spec(), max_attempts=max_attempts)
     assert created
     return job.id
 
@@ -98,7 +89,7 @@ def expire_lease(sessions, job_id) -> None:
 
 def claim(sessions, job_id, owner="w1/a", lease_seconds=60.0):
     with sessions() as session:
-        return crud.claim_job(session, job_id, lease_owner=owner, worker=owner.split("/")[0],
+        return jobs_store.claim_job(session, job_id, lease_owner=owner, worker=owner.split("/")[0],
                               lease_seconds=lease_seconds)
 
 
@@ -130,11 +121,11 @@ def test_api_keys_store_only_a_hash_and_authenticate_their_owner(sessions):
 
 def test_create_job_normalises_the_spec_and_honours_idempotency_keys(sessions):
     with sessions() as session:
-        job, created = crud.create_job(session, owner="alice", spec=tiny_spec(epochs=4, finetune=2),
+        job, created = jobs_store.create_job(session, owner="alice", spec=tiny_spec(epochs=4, finetune=2),
                                        max_attempts=3, idempotency_key="k1")
-        again, created_again = crud.create_job(session, owner="alice", spec=tiny_spec(epochs=9), max_attempts=3,
+        again, created_again = jobs_store.create_job(session, owner="alice", spec=tiny_spec(epochs=9), max_attempts=3,
                                                idempotency_key="k1")
-        others, created_for_bob = crud.create_job(session, owner="bob", spec=tiny_spec(), max_attempts=3,
+        others, created_for_bob = jobs_store.create_job(session, owner="bob", spec=tiny_spec(), max_attempts=3,
                                                   idempotency_key="k1")
     assert created and not created_again and created_for_bob
     assert again.id == job.id and others.id != job.id
@@ -147,7 +138,7 @@ def test_create_job_normalises_the_spec_and_honours_idempotency_keys(sessions):
 
 def test_a_bad_spec_is_rejected_before_anything_is_stored(sessions):
     with sessions() as session, pytest.raises(SpecError) as error:
-        crud.create_job(session, owner="alice", spec=tiny_spec(growth={"threshold": 2}), max_attempts=3)
+        jobs_store.create_job(session, owner="alice", spec=tiny_spec(growth={"threshold": 2}), max_attempts=3)
     assert error.value.field == "growth.threshold"
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Job)) == 0
@@ -167,10 +158,10 @@ def test_a_claim_is_exclusive_while_its_lease_lives_and_fences_the_loser(session
     assert second is not None and second.attempt == 2
     with sessions() as session:
         # w1 comes back: it can neither renew nor record anything any more.
-        assert crud.renew_lease(session, job_id, lease_owner="w1/a", lease_seconds=60) is None
-        assert not crud.record_epoch(session, job_id, lease_owner="w1/a", lease_seconds=60, epoch=an_epoch(0))
-        assert crud.renew_lease(session, job_id, lease_owner="w2/b", lease_seconds=60) is False
-        assert crud.record_epoch(session, job_id, lease_owner="w2/b", lease_seconds=60,
+        assert jobs_store.renew_lease(session, job_id, lease_owner="w1/a", lease_seconds=60) is None
+        assert not jobs_store.record_epoch(session, job_id, lease_owner="w1/a", lease_seconds=60, epoch=an_epoch(0))
+        assert jobs_store.renew_lease(session, job_id, lease_owner="w2/b", lease_seconds=60) is False
+        assert jobs_store.record_epoch(session, job_id, lease_owner="w2/b", lease_seconds=60,
                                  epoch=an_epoch(0, checkpoint="/ckpt/epoch-00000.pt"))
     [row] = epochs_of(sessions, job_id)
     assert row.train_loss is None and row.val_accuracy == 0.5  # NaN loss stored as NULL, not rejected
@@ -184,8 +175,8 @@ def test_finished_cancelled_and_exhausted_jobs_are_not_claimable(sessions):
     for job_id in (finished, exhausted):
         claim(sessions, job_id, "w1/a")
     with sessions() as session:
-        assert crud.end_job(session, finished, lease_owner="w1/a", status=JobStatus.FAILED, error="boom")
-        crud.request_cancel(session, cancelled)
+        assert jobs_store.end_job(session, finished, lease_owner="w1/a", status=JobStatus.FAILED, error="boom")
+        jobs_store.request_cancel(session, cancelled)
     expire_lease(sessions, exhausted)
     for job_id in (finished, cancelled, exhausted):
         assert claim(sessions, job_id, "w2/b") is None
@@ -196,11 +187,11 @@ def test_cancel_stops_a_queued_job_at_once_and_flags_a_running_one(sessions):
     queued, running = new_job(sessions), new_job(sessions)
     claim(sessions, running, "w1/a")
     with sessions() as session:
-        assert crud.request_cancel(session, queued).status == JobStatus.CANCELED
-        flagged = crud.request_cancel(session, running)
+        assert jobs_store.request_cancel(session, queued).status == JobStatus.CANCELED
+        flagged = jobs_store.request_cancel(session, running)
         assert flagged.status == JobStatus.RUNNING and flagged.cancel_requested
-        assert crud.request_cancel(session, uuid.uuid4()) is None
-        assert crud.renew_lease(session, running, lease_owner="w1/a", lease_seconds=60) is True
+        assert jobs_store.request_cancel(session, uuid.uuid4()) is None
+        assert jobs_store.renew_lease(session, running, lease_owner="w1/a", lease_seconds=60) is True
 
 
 def test_a_cancel_racing_a_release_to_the_queue_still_cancels_the_job(settings_env, fresh_pg_url):
@@ -214,7 +205,7 @@ def test_a_cancel_racing_a_release_to_the_queue_still_cancels_the_job(settings_e
 
     def release() -> None:
         with sessions() as session:
-            released.append(crud.release_job(session, job_id, lease_owner="w1/a", reason="worker shutting down"))
+            released.append(jobs_store.release_job(session, job_id, lease_owner="w1/a", reason="worker shutting down"))
 
     def worker_releases_the_job_meanwhile(connection, cursor, statement, parameters, context, executemany):
         if statement.startswith("UPDATE jobs") and not releases:
@@ -228,7 +219,7 @@ def test_a_cancel_racing_a_release_to_the_queue_still_cancels_the_job(settings_e
     event.listen(canceller, "after_cursor_execute", worker_releases_the_job_meanwhile)
     try:
         with Session(canceller) as session:
-            answer = crud.request_cancel(session, job_id)
+            answer = jobs_store.request_cancel(session, job_id)
     finally:
         canceller.dispose()
     releases[0].join(timeout=30)
@@ -253,18 +244,18 @@ def test_a_cancel_landing_while_the_reaper_looks_is_not_lost_in_the_queue(settin
     def cancel_after_the_reapers_select(connection, cursor, statement, parameters, context, executemany):
         if statement.startswith("SELECT jobs.id, jobs.attempts") and not cancelled:
             with sessions() as session:
-                cancelled.append(crud.request_cancel(session, job_id).cancel_requested)
+                cancelled.append(jobs_store.request_cancel(session, job_id).cancel_requested)
 
     reaper = make_engine(settings.database_url)
     event.listen(reaper, "after_cursor_execute", cancel_after_the_reapers_select)
     try:
         with Session(reaper) as session:
-            first = crud.reap_expired_leases(session)
+            first = jobs_store.reap_expired_leases(session)
     finally:
         reaper.dispose()
     assert cancelled == [True] and first.requeued == []
     with sessions() as session:  # the next pass sees the cancel and ends the job
-        assert crud.reap_expired_leases(session).canceled == [job_id]
+        assert jobs_store.reap_expired_leases(session).canceled == [job_id]
     assert load_job(sessions, job_id).status == JobStatus.CANCELED
 
 
@@ -275,7 +266,7 @@ def test_the_reaper_requeues_fails_or_cancels_jobs_whose_lease_expired(settings,
             expire_lease(sessions, job_id)
         assert claim(sessions, job_id, f"w/{uuid.uuid4().hex}") is not None
     with sessions() as session:
-        crud.request_cancel(session, cancelled)
+        jobs_store.request_cancel(session, cancelled)
     for job_id in (retry, exhausted, cancelled):
         expire_lease(sessions, job_id)
 
@@ -312,10 +303,10 @@ def test_a_host_whose_clock_is_off_neither_reaps_a_live_job_nor_keeps_a_dead_one
 
     skew_host_clock(monkeypatch, skew_hours)
     with sessions() as session:
-        assert crud.reap_expired_leases(session).requeued == [dead]
+        assert jobs_store.reap_expired_leases(session).requeued == [dead]
     assert load_job(sessions, live).status == JobStatus.RUNNING
     with sessions() as session:  # nor can it claim the live job over its holder's head
-        assert crud.claim_job(session, live, lease_owner="w3/c", worker="w3", lease_seconds=60) is None
+        assert jobs_store.claim_job(session, live, lease_owner="w3/c", worker="w3", lease_seconds=60) is None
     assert claim(sessions, dead, "w3/c") is not None
     with sessions() as session:  # and the lease it took runs 60 s from the database's now, not its own
         database_now = session.scalar(select(func.now()))
@@ -346,8 +337,8 @@ def test_a_job_runs_to_success_recording_every_epoch_layer_event_and_its_weights
     rows = epochs_of(sessions, job_id)
     assert [r.epoch for r in rows] == list(range(n))
     with sessions() as session:
-        layers = list(session.scalars(select(JobLayer).where(JobLayer.job_id == job_id)
-                                      .order_by(JobLayer.epoch, JobLayer.unit)))
+        layers = list(session.scalars(select(JobUnit).where(JobUnit.job_id == job_id)
+                                      .order_by(JobUnit.epoch, JobUnit.unit)))
     # The history in the database is the history growth reports (rebuilt by a reference run of the same spec).
     import growth
 
@@ -428,7 +419,7 @@ def test_a_running_job_cancels_at_a_batch_boundary_and_keeps_its_history(setting
     runner.start()
     wait(lambda: load_job(sessions, job_id).progress_epoch >= 1, message="the first epoch")
     with sessions() as session:
-        crud.request_cancel(session, job_id)
+        jobs_store.request_cancel(session, job_id)
     runner.join(timeout=120)
     assert outcome == [Outcome.CANCELED]
     job = load_job(sessions, job_id)
@@ -442,7 +433,7 @@ def test_a_running_job_cancels_at_a_batch_boundary_and_keeps_its_history(setting
 
     # Retried, it resumes after the last recorded epoch (stopped again here one epoch later).
     with sessions() as session:
-        retried = crud.retry_job(session, job_id, extra_attempts=2)
+        retried = jobs_store.retry_job(session, job_id, extra_attempts=2)
     assert (retried.status, retried.max_attempts, retried.cancel_requested) == (JobStatus.QUEUED, 3, False)
     assert run_job(job_id, worker_name="w2", settings=settings,
                    process_stopping=lambda: len(epochs_of(sessions, job_id)) > len(rows)) == Outcome.RELEASED
@@ -455,10 +446,10 @@ def test_only_failed_or_canceled_jobs_are_retried(sessions):
     queued, running = new_job(sessions), new_job(sessions)
     claim(sessions, running)
     with sessions() as session:
-        assert crud.retry_job(session, queued, extra_attempts=1) is None
-        assert crud.retry_job(session, running, extra_attempts=1) is None
-        crud.end_job(session, running, lease_owner="w1/a", status=JobStatus.FAILED, error="boom")
-        retried = crud.retry_job(session, running, extra_attempts=1)
+        assert jobs_store.retry_job(session, queued, extra_attempts=1) is None
+        assert jobs_store.retry_job(session, running, extra_attempts=1) is None
+        jobs_store.end_job(session, running, lease_owner="w1/a", status=JobStatus.FAILED, error="boom")
+        retried = jobs_store.retry_job(session, running, extra_attempts=1)
     assert (retried.status, retried.error, retried.attempts, retried.max_attempts) == (JobStatus.QUEUED, None, 1, 2)
     assert claim(sessions, running, "w2/b").attempt == 2
 
@@ -498,9 +489,9 @@ def test_a_run_resumed_from_a_checkpoint_before_its_last_epoch_records_every_epo
     job = load_job(sessions, interrupted)
     assert [r.epoch for r in epochs_of(sessions, interrupted)] == [0, 1] and job.progress_epoch == 2
     with sessions() as session:
-        widths_after_1 = dict(session.execute(select(JobLayer.unit, JobLayer.width)
-                                              .where(JobLayer.job_id == interrupted, JobLayer.epoch == 1)).all())
-        assert session.scalar(select(func.max(JobLayer.epoch)).where(JobLayer.job_id == interrupted)) == 1
+        widths_after_1 = dict(session.execute(select(JobUnit.unit, JobUnit.width)
+                                              .where(JobUnit.job_id == interrupted, JobUnit.epoch == 1)).all())
+        assert session.scalar(select(func.max(JobUnit.epoch)).where(JobUnit.job_id == interrupted)) == 1
     assert job.current_widths == widths_after_1
     assert [e.payload["epoch"] for e in events_of(sessions, interrupted) if e.kind == "epoch"] == [0, 1]
     kept_changes = [e.payload["spec"] for e in events_of(sessions, interrupted) if e.kind == "architecture"]

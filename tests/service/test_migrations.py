@@ -11,16 +11,17 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Column, Integer, MetaData, delete, func, inspect, select
+from sqlalchemy import Column, Integer, MetaData, Table, Uuid, delete, func, insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 
-from worker.db import Base, Job, JobEpoch, make_engine
-from worker.db.migrate import current_revision, downgrade, head_revision, is_up_to_date, upgrade
+from worker.store.models import Base, Job, JobEpoch, JobUnit
+from worker.store.session import make_engine
+from worker.store.migrate import current_revision, downgrade, head_revision, is_up_to_date, upgrade
 
 pytestmark = pytest.mark.service
 
 REPO = Path(__file__).resolve().parents[2]
-TABLES = {"alembic_version", "api_keys", "jobs", "job_epochs", "job_layers", "artifacts", "job_events"}
+TABLES = {"alembic_version", "api_keys", "jobs", "job_epochs", "job_units", "artifacts", "job_events"}
 
 
 def schema_diffs(url: str, metadata: MetaData = Base.metadata) -> list:
@@ -121,7 +122,7 @@ def test_migrations_run_from_any_directory_without_alembic_ini(tmp_path):
     # `netgrow migrate` in a container has no repository checkout: the config is built in code.
     url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     environment = {**os.environ, "PYTHONPATH": str(REPO)}
-    subprocess.run([sys.executable, "-c", f"from worker.db.migrate import upgrade; upgrade({url!r})"],
+    subprocess.run([sys.executable, "-c", f"from worker.store.migrate import upgrade; upgrade({url!r})"],
                    cwd=tmp_path, env=environment, check=True, capture_output=True)
     assert is_up_to_date(url)
 
@@ -132,3 +133,50 @@ def test_the_alembic_cli_reads_the_url_from_the_environment(tmp_path):
     subprocess.run([sys.executable, "-m", "alembic", "-c", str(REPO / "alembic.ini"), "upgrade", "head"],
                    cwd=REPO, env=environment, check=True, capture_output=True)
     assert is_up_to_date(url)
+
+
+def test_revision_0003_renames_job_layers_to_job_units_keeping_every_row(empty_database_url):
+    url = empty_database_url
+    upgrade(url, "0002")
+    job_id = uuid.uuid4()
+    rows = [dict(job_id=job_id, epoch=epoch, unit=unit, width=8 + epoch, selected=epoch, ratio=epoch / 8, grew=1)
+            for epoch in range(2) for unit in ("conv1", "conv2")]
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:  # a job with a unit history, stored before the revision
+            tables = MetaData()  # the tables as revision 0002 left them (SQLite reflects a UUID as CHAR(32))
+            jobs = Table("jobs", tables, Column("id", Uuid, primary_key=True), autoload_with=connection)
+            layers = Table("job_layers", tables, Column("job_id", Uuid), autoload_with=connection)
+            connection.execute(insert(jobs).values(
+                id=job_id, owner="alice", method="grow", spec={}, status="running", attempts=1, max_attempts=3,
+                cancel_requested=False, progress_epoch=2, progress_total=4, created_at=datetime.now(UTC)))
+            connection.execute(insert(layers), rows)
+    finally:
+        engine.dispose()
+
+    def stored(table: str) -> list[dict]:
+        engine = make_engine(url)
+        try:
+            with engine.connect() as connection:
+                reflected = Table(table, MetaData(), Column("job_id", Uuid), autoload_with=connection)
+                return [{key: value for key, value in row._mapping.items() if key != "id"}
+                        for row in connection.execute(select(reflected).order_by(reflected.c.id))]
+        finally:
+            engine.dispose()
+
+    upgrade(url, "0003")
+    assert "job_units" in table_names(url) and "job_layers" not in table_names(url)
+    assert stored("job_units") == rows
+    assert schema_diffs(url) == []
+    with make_engine(url).begin() as connection:  # the id sequence and the cascade work under the new name
+        connection.execute(JobUnit.__table__.insert().values(**{**rows[0], "epoch": 2}))
+        assert connection.scalar(select(func.count()).select_from(JobUnit)) == 5
+        connection.execute(delete(Job).where(Job.id == job_id))
+        assert connection.scalar(select(func.count()).select_from(JobUnit)) == 0
+        connection.rollback()
+
+    downgrade(url, "0002")
+    assert "job_layers" in table_names(url) and "job_units" not in table_names(url)
+    assert stored("job_layers") == rows
+    upgrade(url)
+    assert stored("job_units") == rows and schema_diffs(url) == []

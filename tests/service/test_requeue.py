@@ -12,19 +12,18 @@ import re
 import threading
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import Column, MetaData, Table, Uuid, insert, inspect, select, update
 from test_migrations import schema_diffs
 
-from worker import crud
-from worker.celery_app import queue_depth
-from worker.db import Job, JobEpoch, JobEvent, JobStatus, make_engine, session_factory, utcnow
-from worker.db.migrate import downgrade, upgrade
-from worker.queue import enqueue
-from worker.reaper import reap_once
+from worker.runners.reaper import reap_once
+from worker.store import jobs as jobs_store
+from worker.store.dispatch import enqueue, queue_depth
+from worker.store.migrate import downgrade, upgrade
+from worker.store.models import Job, JobEpoch, JobEvent, JobStatus, utcnow
+from worker.store.session import make_engine, session_factory
 
 pytestmark = pytest.mark.service
 
@@ -47,7 +46,7 @@ TINY_SPEC = {
 
 def new_job(sessions, **overrides) -> uuid.UUID:
     with sessions() as session:
-        job, _ = crud.create_job(session, owner="alice", spec=TINY_SPEC, max_attempts=3)
+        job, _ = jobs_store.create_job(session, owner="alice", spec=TINY_SPEC, max_attempts=3)
         if overrides:
             session.execute(update(Job).where(Job.id == job.id).values(**overrides))
             session.commit()
@@ -97,7 +96,7 @@ def test_new_and_requeued_jobs_record_when_they_were_queued(sessions):
     with sessions() as session:
         session.execute(update(Job).where(Job.id == job_id).values(status=JobStatus.FAILED, enqueued_at=sent_ago(60)))
         session.commit()
-        retried = crud.retry_job(session, job_id, extra_attempts=1)
+        retried = jobs_store.retry_job(session, job_id, extra_attempts=1)
     assert retried.status == JobStatus.QUEUED and retried.enqueued_at > created.enqueued_at
 
 
@@ -188,13 +187,6 @@ def test_embedded_mode_leaves_queued_jobs_to_the_runner(settings_env, sqlite_url
 # --------------------------------------------------------------------------- the migration
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        return request.getfixturevalue("empty_pg_url")
-    return f"sqlite:///{tmp_path / 'empty.db'}"
-
-
 def test_revision_0002_adds_and_drops_enqueued_at_keeping_every_row(empty_database_url):
     url = empty_database_url
     upgrade(url, "0001")
@@ -219,7 +211,7 @@ def test_revision_0002_adds_and_drops_enqueued_at_keeping_every_row(empty_databa
     with sessions() as session:
         # Unknown send time: the reaper sends the job at its first scan after the upgrade.
         assert session.get(Job, job_id).enqueued_at is None
-        assert crud.queued_jobs_to_resend(session, sent_before=utcnow()) == [job_id]
+        assert jobs_store.queued_jobs_to_resend(session, sent_before=utcnow()) == [job_id]
 
     downgrade(url, "0001")
     engine = make_engine(url)
@@ -244,7 +236,7 @@ def test_a_job_submitted_while_the_broker_is_down_gets_a_503_and_runs_once_a_wor
         settings_env, fresh_pg_url, redis_url, celery_workers, wait):
     from app.cli.server import BackgroundServer, free_port
     from app.main import create_app
-    from worker.keys import create_key
+    from worker.store.keys import create_key
 
     api_settings = settings_env(database_url=fresh_pg_url, broker_url=UNREACHABLE_BROKER, **FAST)
     sessions = session_factory(fresh_pg_url)

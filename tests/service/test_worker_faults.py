@@ -13,10 +13,10 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from worker import crud
-from worker.celery_app import queue_depth, send_run_job
-from worker.db import Artifact, Job, JobEpoch, JobEvent, JobStatus, session_factory
-from worker.queue import enqueue
+from worker.store import jobs as jobs_store
+from worker.store.dispatch import enqueue, queue_depth, send_run_job
+from worker.store.models import Artifact, Job, JobEpoch, JobEvent, JobStatus
+from worker.store.session import session_factory
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
@@ -50,7 +50,7 @@ def sessions(settings):
 
 def submit(sessions, job_spec: dict, *, max_attempts: int = 3) -> uuid.UUID:
     with sessions() as session:
-        job, _ = crud.create_job(session, owner="alice", spec=job_spec, max_attempts=max_attempts)
+        job, _ = jobs_store.create_job(session, owner="alice", spec=job_spec, max_attempts=max_attempts)
     enqueue(job.id)
     return job.id
 
@@ -131,7 +131,7 @@ def test_cancelling_a_running_job_stops_it_and_keeps_its_history(settings, sessi
     job_id = submit(sessions, {**spec(epochs=2000), "method": "dense"})
     wait(lambda: job_of(sessions, job_id).progress_epoch >= 1, message="the first recorded epoch")
     with sessions() as session:
-        assert crud.request_cancel(session, job_id).cancel_requested
+        assert jobs_store.request_cancel(session, job_id).cancel_requested
     wait(status_is(sessions, job_id, JobStatus.CANCELED), message="the worker to stop the job")
     job = job_of(sessions, job_id)
     rows = epoch_rows(sessions, job_id)
@@ -143,7 +143,7 @@ def test_cancelling_a_running_job_stops_it_and_keeps_its_history(settings, sessi
 
 def test_a_job_id_delivered_twice_runs_once(settings, sessions, celery_workers, wait):
     with sessions() as session:
-        job, _ = crud.create_job(session, owner="alice", spec=spec(epochs=4), max_attempts=3)
+        job, _ = jobs_store.create_job(session, owner="alice", spec=spec(epochs=4), max_attempts=3)
     send_run_job(job.id, settings)
     send_run_job(job.id, settings)  # Redis re-delivering after the visibility timeout looks just like this
     assert queue_depth(settings) == 2
@@ -204,7 +204,7 @@ def test_a_job_outliving_the_brokers_visibility_timeout_runs_once(
     assert running.worker.startswith(f"{runner_name}@")
 
     with sessions() as session:
-        crud.request_cancel(session, job_id)
+        jobs_store.request_cancel(session, job_id)
     wait(status_is(sessions, job_id, JobStatus.CANCELED), message="the running worker to stop the job")
     wait(lambda: outcomes(celery_workers.log(runner)) == ["canceled"], message="the running worker's task to return")
     job = job_of(sessions, job_id)

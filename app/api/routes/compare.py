@@ -7,11 +7,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import PlainTextResponse, Response
 
-from app import crud
+from app import queries
 from app.api.deps import CurrentOwner, SessionDep
 from app.schemas import ComparisonRead, ErrorBody, ValidationErrorBody
 from growth.compare import compare
 from growth.errors import SpecError
+from worker.store.models import JobStatus
 
 router = APIRouter(tags=["compare"])
 
@@ -56,13 +57,13 @@ def compare_jobs(
     table: Annotated[Literal["table4", "table5"] | None, Query(
         description="Only this table (Markdown); which table (CSV, default table4).")] = None,
 ) -> Response | ComparisonRead:
-    """Final layer widths, parameters, MACs and accuracy of finished jobs, side by side."""
+    """Final unit widths, parameters, MACs and accuracy of finished jobs, side by side."""
     job_ids = parse_ids(ids)
-    jobs = crud.get_jobs(session, job_ids, owner)
+    jobs = queries.get_jobs(session, job_ids, owner)
     missing = [str(job_id) for job_id in job_ids if job_id not in jobs]
     if missing:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {', '.join(missing)}")
-    unfinished = [f"{job_id} ({jobs[job_id].status})" for job_id in job_ids if jobs[job_id].status != "succeeded"]
+    unfinished = [f"{job_id} ({jobs[job_id].status})" for job_id in job_ids if jobs[job_id].status != JobStatus.SUCCEEDED]
     if unfinished:
         raise HTTPException(status.HTTP_409_CONFLICT, f"only succeeded jobs can be compared: {', '.join(unfinished)}")
     ordered = [jobs[job_id] for job_id in job_ids]

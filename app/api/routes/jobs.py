@@ -13,12 +13,12 @@ from pydantic import StringConstraints
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
-from app import crud
+from app import queries
 from app.api.deps import CurrentOwner, JobId, OwnedJob, SessionDep, SessionFactoryDep, SettingsDep
 from app.api.errors import spec_validation_error, validation_error
 from app.limits import LimitExceeded, parse_submission
+from app.queries import StoredEvent
 from app.schemas import (
-    TERMINAL_STATUSES,
     ErrorBody,
     JobArchitecture,
     JobHistory,
@@ -27,17 +27,17 @@ from app.schemas import (
     JobPage,
     JobProgress,
     JobRead,
-    JobStatus,
+    JobStatusName,
     ValidationErrorBody,
     job_spec_schema,
 )
-from app.sse import StoredEvent, job_event_stream
+from app.sse import job_event_stream
 from growth.errors import SpecError
 from growth.spec import METHODS
-from worker import crud as jobs_store
-from worker.db.models import Job
-from worker.queue import enqueue
-from worker.settings import Settings
+from worker.store import jobs as jobs_store
+from worker.store.models import TERMINAL_STATUSES, Job, JobStatus
+from worker.store.dispatch import enqueue
+from worker.store.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def _same_spec(stored: dict[str, Any], submitted: dict[str, Any]) -> bool:
 def _enqueue_or_503(job: Job, settings: Settings, *, repeat_hint: str = "") -> None:
     """Send the job's id to the workers; 503 if the broker is down, although the job is stored and queued.
 
-    The failed send is recorded on the job (``worker.queue.enqueue``), and the
+    The failed send is recorded on the job (``worker.store.dispatch.enqueue``), and the
     reaper in every worker sends it once the broker answers again, so the
     client does not have to do anything for the job to run.
     """
@@ -154,7 +154,7 @@ def submit_job(
         raise validation_error(["header", "Idempotency-Key"],
                                f"this key was already used for job {job.id} with a different spec; "
                                "use a new key for a new job", "idempotency_key_reused")
-    if created or job.status == "queued":
+    if created or job.status == JobStatus.QUEUED:
         # Sending a queued job's id again is harmless (workers claim it in the database), and
         # it heals a submission whose first enqueue failed sooner than the reaper would.
         _enqueue_or_503(job, settings, repeat_hint=(
@@ -174,7 +174,7 @@ def list_jobs(
     owner: CurrentOwner,
     session: SessionDep,
     settings: SettingsDep,
-    status_: Annotated[JobStatus | None, Query(alias="status", description="Only jobs in this state.")] = None,
+    status_: Annotated[JobStatusName | None, Query(alias="status", description="Only jobs in this state.")] = None,
     method: Annotated[Method | None, Query(description="Only jobs of this method.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_QUERY_INT,
                                 description="Page size; capped at the server's maximum (the page's `limit` "
@@ -183,13 +183,13 @@ def list_jobs(
 ) -> JobPage:
     """The caller's jobs, newest first, one page at a time, with the total matching the filters."""
     limit = min(limit, settings.api_page_size_max)
-    jobs, total = crud.list_jobs(session, crud.JobFilter(owner, status_, method), limit=limit, offset=offset)
+    jobs, total = queries.list_jobs(session, queries.JobFilter(owner, status_, method), limit=limit, offset=offset)
     return JobPage(items=[job_read(job, request) for job in jobs], total=total, limit=limit, offset=offset)
 
 
 @router.get("/{job_id}", responses=NOT_FOUND)
 def read_job(job: OwnedJob, request: Request) -> JobRead:
-    """Status, progress, current layer widths, metrics, attempts and error of one job."""
+    """Status, progress, current unit widths, metrics, attempts and error of one job."""
     return job_read(job, request)
 
 
@@ -197,12 +197,12 @@ def read_job(job: OwnedJob, request: Request) -> JobRead:
 def read_history(
     job: OwnedJob,
     session: SessionDep,
-    layer: Annotated[list[UnitName] | None, Query(description="Only these units (repeatable), e.g. conv1.")] = None,
+    unit: Annotated[list[UnitName] | None, Query(description="Only these units (repeatable), e.g. conv1.")] = None,
     from_epoch: Annotated[int | None, Query(ge=0, le=MAX_QUERY_INT, description="First epoch (0-based).")] = None,
     to_epoch: Annotated[int | None, Query(ge=0, le=MAX_QUERY_INT, description="Last epoch, inclusive.")] = None,
 ) -> Response:
     """Per-epoch metrics with the width and selected filters of every unit: the filter-configuration history."""
-    epochs = crud.history(session, job.id, units=layer or (), from_epoch=from_epoch, to_epoch=to_epoch)
+    epochs = queries.history(session, job.id, units=unit or (), from_epoch=from_epoch, to_epoch=to_epoch)
     # Serialized as read: the rows come from typed columns, and validating thousands of unit rows
     # again would cost more than the queries (bench/api_load.py). Non-finite floats become null.
     body = {"job_id": job.id, "status": job.status, "epochs": epochs}
@@ -214,7 +214,7 @@ def read_architecture(job: OwnedJob) -> JobArchitecture:
     """The job's current model spec (the grown one once it succeeded), usable as the `model` of a new job."""
     model = job.current_model or job.spec["model"]
     return JobArchitecture(job_id=job.id, status=job.status, epoch=job.progress_epoch,
-                           final=job.status == "succeeded", model=model)
+                           final=job.status == JobStatus.SUCCEEDED, model=model)
 
 
 @router.get(
@@ -241,7 +241,7 @@ async def stream_events(
     """
     def owned() -> bool:
         with sessions() as session:
-            return crud.get_job(session, job_id, owner) is not None
+            return queries.get_job(session, job_id, owner) is not None
 
     if not await run_in_threadpool(owned):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
@@ -249,11 +249,11 @@ async def stream_events(
 
     def events_after(cursor: int) -> list[StoredEvent]:
         with sessions() as session:
-            return crud.events_after(session, job_id, cursor)
+            return queries.events_after(session, job_id, cursor)
 
     def job_is_finished() -> bool:
         with sessions() as session:
-            return crud.job_status(session, job_id) in TERMINAL_STATUSES
+            return queries.job_status(session, job_id) in TERMINAL_STATUSES
 
     stream = job_event_stream(events_after, job_is_finished, last_event_id=after,
                               poll_seconds=request.app.state.sse_poll_seconds,
@@ -297,7 +297,7 @@ def cancel_job(job: OwnedJob, request: Request, session: SessionDep) -> JobRead:
 )
 def retry_job(job: OwnedJob, request: Request, session: SessionDep, settings: SettingsDep) -> JobRead:
     """Queue a failed or canceled job again; it resumes after its last checkpointed epoch."""
-    if job.status not in ("failed", "canceled"):
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELED):
         raise HTTPException(status.HTTP_409_CONFLICT,
                             f"job {job.id} is {job.status}; only failed or canceled jobs can be retried")
     requeued = jobs_store.retry_job(session, job.id, extra_attempts=settings.max_attempts)
@@ -316,9 +316,9 @@ def retry_job(job: OwnedJob, request: Request, session: SessionDep, settings: Se
 )
 def download_weights(job: OwnedJob, session: SessionDep) -> FileResponse:
     """The grown network's final weights (safetensors); its header metadata holds the model spec."""
-    if job.status != "succeeded":
+    if job.status != JobStatus.SUCCEEDED:
         raise HTTPException(status.HTTP_409_CONFLICT, f"job {job.id} is {job.status}; weights exist once it succeeded")
-    artifact = crud.weights_artifact(session, job.id)
+    artifact = queries.weights_artifact(session, job.id)
     if artifact is None or not Path(artifact.path).is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"the weights of job {job.id} are no longer stored")
     return FileResponse(artifact.path, media_type="application/octet-stream", filename=f"{job.id}.safetensors",

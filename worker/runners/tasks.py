@@ -4,8 +4,10 @@ from __future__ import annotations
 import socket
 import uuid
 
-from .celery_app import RUN_JOB_TASK, app, send_run_job, worker_shutting_down_requested
-from .jobs import Outcome, run_job
+from worker.store.dispatch import RUN_JOB_TASK, send_run_job
+
+from .attempt import Outcome, run_job
+from .celery_app import app, worker_shutting_down_requested
 
 
 @app.task(name=RUN_JOB_TASK, bind=True)

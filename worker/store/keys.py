@@ -11,7 +11,7 @@ import secrets
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from .db.models import ApiKey, utcnow
+from .models import ApiKey, utcnow
 
 KEY_PREFIX = "ng_"
 DISPLAY_PREFIX_LENGTH = 12  # "ng_" and 9 characters: enough to tell a user's keys apart

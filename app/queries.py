@@ -1,9 +1,9 @@
 """Read-side data access for the API: jobs of one owner, pages, history, events, counts.
 
-Writes (creating, cancelling, re-queueing jobs) go through ``worker.crud`` so
+Writes (creating, cancelling, re-queueing jobs) go through ``worker.store.jobs`` so
 that the API and the workers share one implementation of every state change.
 Every query here is bounded and uses an index: a job's history is two queries
-(epochs, then layers) whatever the number of epochs or layers.
+(epochs, then units) whatever the number of epochs or units.
 """
 from __future__ import annotations
 
@@ -16,18 +16,18 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from app.sse import StoredEvent
-from worker.db.models import (
+from worker.store.models import (
+    TERMINAL_STATUSES,
     Artifact,
     ArtifactKind,
     EventKind,
     Job,
     JobEpoch,
     JobEvent,
-    JobLayer,
     JobStatus,
+    JobUnit,
 )
-from worker.db.session import database_now
+from worker.store.session import database_now
 
 EVENT_BATCH = 200
 
@@ -72,23 +72,23 @@ def history(
 ) -> list[dict[str, Any]]:
     """Epoch rows with their per-unit widths, shaped like the result JSON's ``history`` entries.
 
-    Two range scans, on UNIQUE(job_id, epoch) and on (job_id, epoch) of job_layers;
+    Two range scans, on UNIQUE(job_id, epoch) and on (job_id, epoch) of job_units;
     units come in recording order, which is model order (conv1, conv2, …, conv10).
     Table columns (not ORM attributes) keep row handling to plain tuples: a long
-    run has thousands of layer rows.
+    run has thousands of unit rows.
     """
     epoch = JobEpoch.__table__.c
-    layer = JobLayer.__table__.c
+    unit_row = JobUnit.__table__.c
     epoch_range = [epoch.job_id == job_id]
-    layer_range = [layer.job_id == job_id]
+    unit_range = [unit_row.job_id == job_id]
     if from_epoch is not None:
         epoch_range.append(epoch.epoch >= from_epoch)
-        layer_range.append(layer.epoch >= from_epoch)
+        unit_range.append(unit_row.epoch >= from_epoch)
     if to_epoch is not None:
         epoch_range.append(epoch.epoch <= to_epoch)
-        layer_range.append(layer.epoch <= to_epoch)
+        unit_range.append(unit_row.epoch <= to_epoch)
     if units:
-        layer_range.append(layer.unit.in_(units))
+        unit_range.append(unit_row.unit.in_(units))
     rows: dict[int, dict[str, Any]] = {}
     for number, phase, train_loss, val_accuracy, lr, params, macs, seconds, sparsity in session.execute(
             select(epoch.epoch, epoch.phase, epoch.train_loss, epoch.val_accuracy, epoch.lr, epoch.params,
@@ -97,12 +97,25 @@ def history(
                         "lr": lr, "params": params, "macs": macs, "seconds": seconds, "sparsity": sparsity,
                         "units": []}
     for number, unit, width, selected, ratio, grew in session.execute(
-            select(layer.epoch, layer.unit, layer.width, layer.selected, layer.ratio, layer.grew)
-            .where(*layer_range).order_by(layer.epoch, layer.id)):
+            select(unit_row.epoch, unit_row.unit, unit_row.width, unit_row.selected, unit_row.ratio, unit_row.grew)
+            .where(*unit_range).order_by(unit_row.epoch, unit_row.id)):
         row = rows.get(number)
         if row is not None:
             row["units"].append({"name": unit, "width": width, "selected": selected, "ratio": ratio, "grew": grew})
     return list(rows.values())
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One ``job_events`` row, as the event stream (``app.sse``) sends it."""
+
+    id: int
+    kind: str
+    payload: dict[str, Any]
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.kind == EventKind.STATE and self.payload.get("status") in TERMINAL_STATUSES
 
 
 def events_after(session: Session, job_id: uuid.UUID, after_id: int, limit: int = EVENT_BATCH) -> list[StoredEvent]:

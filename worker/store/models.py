@@ -59,7 +59,7 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None:
-            raise ValueError("naive datetime stored; use an aware UTC datetime (worker.db.models.utcnow())")
+            raise ValueError("naive datetime stored; use an aware UTC datetime (worker.store.models.utcnow())")
         return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
@@ -74,10 +74,6 @@ class JobStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"
-
-    @property
-    def finished(self) -> bool:
-        return self in TERMINAL_STATUSES
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
@@ -104,7 +100,7 @@ class Base(DeclarativeBase):
 
 
 class ApiKey(Base):
-    """An API key; only the SHA-256 of the secret is stored (see worker.keys)."""
+    """An API key; only the SHA-256 of the secret is stored (see worker.store.keys)."""
 
     __tablename__ = "api_keys"
 
@@ -155,15 +151,15 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # When the job last became queued or its id was last sent to the broker; NULL when the last send failed
     # (or the row predates revision 0002). A queued job not sent for a while may have lost its message:
-    # the reaper sends it again (worker.reaper).
+    # the reaper sends it again (worker.runners.reaper).
     enqueued_at: Mapped[datetime | None] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 
     epochs: Mapped[list[JobEpoch]] = relationship(
         back_populates="job", order_by="JobEpoch.epoch", cascade="all, delete-orphan", passive_deletes=True)
-    layers: Mapped[list[JobLayer]] = relationship(
-        back_populates="job", order_by="(JobLayer.epoch, JobLayer.unit)", cascade="all, delete-orphan",
+    units: Mapped[list[JobUnit]] = relationship(
+        back_populates="job", order_by="(JobUnit.epoch, JobUnit.unit)", cascade="all, delete-orphan",
         passive_deletes=True)
     artifacts: Mapped[list[Artifact]] = relationship(
         back_populates="job", cascade="all, delete-orphan", passive_deletes=True)
@@ -196,10 +192,10 @@ class JobEpoch(Base):
     job: Mapped[Job] = relationship(back_populates="epochs")
 
 
-class JobLayer(Base):
+class JobUnit(Base):
     """A unit's width and selected filters at an epoch's end: the filter-configuration history."""
 
-    __tablename__ = "job_layers"
+    __tablename__ = "job_units"
     __table_args__ = (UniqueConstraint("job_id", "unit", "epoch"), Index(None, "job_id", "epoch"))
 
     id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True)
@@ -211,7 +207,7 @@ class JobLayer(Base):
     ratio: Mapped[float] = mapped_column(Float)
     grew: Mapped[int] = mapped_column(default=0)
 
-    job: Mapped[Job] = relationship(back_populates="layers")
+    job: Mapped[Job] = relationship(back_populates="units")
 
 
 class Artifact(Base):

@@ -3,7 +3,7 @@ sends again the ids of queued jobs whose message the broker may have lost.
 
 It runs as a daemon thread in every Celery worker and in the embedded runner.
 Several reapers may run at once; every move is a conditional UPDATE
-(``crud.reap_expired_leases``, ``crud.claim_resend``), so only one of them
+(``jobs.reap_expired_leases``, ``jobs.claim_resend``), so only one of them
 re-queues or re-sends a given job in a given period.
 """
 from __future__ import annotations
@@ -17,15 +17,15 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import crud
-from .db.session import database_now, session_factory
-from .settings import Settings
+from worker.store import jobs
+from worker.store.session import database_now, session_factory
+from worker.store.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class Scan(crud.Reaped):
+class Scan(jobs.Reaped):
     """What one reaper scan did: the expired leases it moved, and the job ids it sent again."""
 
     resent: list[uuid.UUID] = field(default_factory=list)  # queued jobs sent again (a lost message?)
@@ -41,7 +41,7 @@ def reap_once(settings: Settings, requeue: Callable[[uuid.UUID], None]) -> Scan:
     """
     sessions = session_factory(settings.database_url)
     with sessions() as session:
-        reaped = crud.reap_expired_leases(session)
+        reaped = jobs.reap_expired_leases(session)
     scan = Scan(requeued=reaped.requeued, failed=reaped.failed, canceled=reaped.canceled)
     for job_id in scan.failed:
         log.warning("job %s: worker lost and no attempts left; marked failed", job_id)
@@ -51,8 +51,8 @@ def reap_once(settings: Settings, requeue: Callable[[uuid.UUID], None]) -> Scan:
     if broker_up and not settings.embedded:
         with sessions() as session:
             sent_before = database_now(session) - timedelta(seconds=settings.requeue_after_seconds)
-            stale = crud.queued_jobs_to_resend(session, sent_before=sent_before)
-            claimed = [job_id for job_id in stale if crud.claim_resend(session, job_id, sent_before=sent_before)]
+            stale = jobs.queued_jobs_to_resend(session, sent_before=sent_before)
+            claimed = [job_id for job_id in stale if jobs.claim_resend(session, job_id, sent_before=sent_before)]
         for job_id in claimed:
             # Info, not a warning: a job waiting behind busy workers lands here once per period too.
             log.info("job %s: still queued %.0fs after its id was last sent (or its send failed); sending it again",
@@ -72,7 +72,7 @@ def _send_all(sessions: sessionmaker[Session], job_ids: list[uuid.UUID], requeue
             # Trying the others now would only wait out the same broker timeout once per job.
             with sessions() as session:
                 for unsent in job_ids[position:]:
-                    crud.mark_unsent(session, unsent)
+                    jobs.mark_unsent(session, unsent)
             scan.unsent.extend(job_ids[position:])
             return False
         if resent:

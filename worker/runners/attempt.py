@@ -1,8 +1,8 @@
 """Running one job: claim, heartbeat, train with growth.run, record every epoch, finish.
 
-``run_job`` is the single code path behind the Celery task (``worker.tasks``)
-and the embedded runner (``worker.embedded``). The database decides who runs a
-job (``crud.claim_job``), so a message delivered twice runs the job once; a
+``run_job`` is the single code path behind the Celery task (``worker.runners.tasks``)
+and the embedded runner (``worker.runners.embedded``). The database decides who runs a
+job (``worker.store.jobs.claim_job``), so a message delivered twice runs the job once; a
 resumed attempt continues from the job's last checkpoint, and the epochs
 recorded after that checkpoint are recorded again (the claim forgets them).
 """
@@ -24,11 +24,12 @@ import growth
 from growth.errors import Interrupted, SpecError
 from growth.events import ArchitectureChanged, EpochEnd, Event
 
-from . import artifacts, crud
-from .datasets import localize_data_root
-from .db.models import Job, JobStatus
-from .db.session import session_factory
-from .settings import Settings, get_settings
+from worker.store import artifacts
+from worker.store import jobs as jobs_store
+from worker.store.datasets import localize_data_root
+from worker.store.models import Job, JobStatus
+from worker.store.session import session_factory
+from worker.store.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class Heartbeat:
         while not self._done.wait(self._interval):
             try:
                 with self._sessions() as session:
-                    cancel = crud.renew_lease(session, self._job_id, lease_owner=self._lease_owner,
+                    cancel = jobs_store.renew_lease(session, self._job_id, lease_owner=self._lease_owner,
                                               lease_seconds=self._lease_seconds)
             except Exception:  # the database may come back before the lease runs out; keep trying
                 log.exception("job %s: could not renew the lease", self._job_id)
@@ -126,7 +127,7 @@ class EpochRecorder:
             self._pending.append(event)
         elif isinstance(event, EpochEnd):
             with self._sessions() as session:
-                recorded = crud.record_epoch(session, self._job_id, lease_owner=self._lease_owner,
+                recorded = jobs_store.record_epoch(session, self._job_id, lease_owner=self._lease_owner,
                                              lease_seconds=self._lease_seconds, epoch=event, changes=self._pending)
             if not recorded:
                 raise LeaseLost(f"job {self._job_id}: lease lost before epoch {event.epoch} was recorded")
@@ -155,7 +156,7 @@ def run_job(
     sessions = session_factory(settings.database_url)
     lease_owner = new_lease_owner(worker_name)
     with sessions() as session:
-        claim = crud.claim_job(session, job_id, lease_owner=lease_owner, worker=worker_name,
+        claim = jobs_store.claim_job(session, job_id, lease_owner=lease_owner, worker=worker_name,
                                lease_seconds=settings.lease_seconds)
     if claim is None:
         log.info("job %s: not claimable (running elsewhere, finished or cancelled); skipping", job_id)
@@ -184,7 +185,8 @@ def run_job(
             if heartbeat.cancel_requested.is_set():
                 return _end(sessions, settings, claim, JobStatus.CANCELED, None)
             with sessions() as session:
-                released = crud.release_job(session, job_id, lease_owner=lease_owner, reason="worker shutting down")
+                released = jobs_store.release_job(session, job_id, lease_owner=lease_owner,
+                                                  reason="worker shutting down")
             if released:
                 return Outcome.RELEASED
             # Not handed back: a cancel arrived since the last heartbeat (or the lease is gone, and
@@ -192,7 +194,7 @@ def run_job(
             return _end(sessions, settings, claim, JobStatus.CANCELED, None)
         except LeaseLost:
             return Outcome.LOST
-        except crud.HistoryConflict as exc:
+        except jobs_store.HistoryConflict as exc:
             # An IntegrityError, but not a database outage: another attempt would hit it again.
             log.error("job %s: %s", job_id, exc)
             heartbeat.finalising()
@@ -214,7 +216,7 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _succeed(sessions: sessionmaker[Session], settings: Settings, claim: crud.Claim,
+def _succeed(sessions: sessionmaker[Session], settings: Settings, claim: jobs_store.Claim,
              result: dict[str, Any]) -> Outcome:
     final_state = Path(result["weights"])
     staged = artifacts.write_weights(
@@ -222,7 +224,7 @@ def _succeed(sessions: sessionmaker[Session], settings: Settings, claim: crud.Cl
         result["final"]["model"])
     final_state.unlink(missing_ok=True)  # the safetensors file replaces growth's torch copy
     with sessions() as session:
-        finished = crud.finish_job(session, claim.job_id, lease_owner=claim.lease_owner, result=result,
+        finished = jobs_store.finish_job(session, claim.job_id, lease_owner=claim.lease_owner, result=result,
                                    weights=staged, destination=artifacts.weights_path(settings.artifact_dir,
                                                                                       claim.job_id))
     if not finished:
@@ -232,10 +234,10 @@ def _succeed(sessions: sessionmaker[Session], settings: Settings, claim: crud.Cl
     return Outcome.SUCCEEDED
 
 
-def _end(sessions: sessionmaker[Session], settings: Settings, claim: crud.Claim, status: JobStatus,
+def _end(sessions: sessionmaker[Session], settings: Settings, claim: jobs_store.Claim, status: JobStatus,
          error: str | None) -> Outcome:
     with sessions() as session:
-        ended = crud.end_job(session, claim.job_id, lease_owner=claim.lease_owner, status=status, error=error)
+        ended = jobs_store.end_job(session, claim.job_id, lease_owner=claim.lease_owner, status=status, error=error)
     if not ended:
         return Outcome.LOST
     _tidy(sessions, settings, claim.job_id)

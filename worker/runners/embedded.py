@@ -3,7 +3,7 @@
 Used when ``NETGROW_BROKER_URL`` is unset (``netgrow serve`` on a workstation).
 The queue is the jobs table itself: the runner takes the oldest queued job, so
 a job submitted while no runner was up, or handed back at shutdown, runs when
-the next runner starts. It runs jobs through the same ``worker.jobs.run_job``
+the next runner starts. It runs jobs through the same ``worker.runners.attempt.run_job``
 as a Celery worker, and a reaper thread re-queues a job whose lease expired
 (the process died while running it).
 """
@@ -14,11 +14,12 @@ import socket
 import threading
 import uuid
 
-from . import crud
-from .db.session import session_factory
-from .jobs import run_job
+from worker.store import dispatch, jobs
+from worker.store.session import session_factory
+from worker.store.settings import Settings, get_settings
+
+from .attempt import run_job
 from .reaper import Reaper
-from .settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class EmbeddedRunner:
         while not self._stopping.is_set():
             try:
                 with sessions() as session:
-                    job_id = crud.next_queued_job(session)
+                    job_id = jobs.next_queued_job(session)
                 if job_id is not None:
                     run_job(job_id, worker_name=self.worker_name, settings=self.settings,
                             process_stopping=self._stopping.is_set)
@@ -71,26 +72,28 @@ class EmbeddedRunner:
             self._wake.clear()
 
 
-_runner: EmbeddedRunner | None = None
-_runner_lock = threading.Lock()
+_start_lock = threading.Lock()
 
 
 def start_embedded(settings: Settings | None = None) -> EmbeddedRunner:
-    """Start this process's runner (the API calls this at startup in embedded mode); idempotent."""
-    global _runner
-    with _runner_lock:
-        if _runner is None or not _runner.running:
-            _runner = EmbeddedRunner(settings or get_settings()).start()
-        return _runner
+    """Start this process's runner and register it with the store's dispatch (``enqueue`` wakes it); idempotent.
+
+    The API and ``netgrow serve`` reach this through ``dispatch.start_in_process_runner``.
+    """
+    with _start_lock:
+        runner = dispatch.in_process_runner()
+        if isinstance(runner, EmbeddedRunner) and runner.running:
+            return runner
+        runner = EmbeddedRunner(settings or get_settings()).start()
+        dispatch.register_in_process_runner(runner)
+        return runner
 
 
 def stop_embedded(timeout: float | None = 30.0) -> None:
-    global _runner
-    with _runner_lock:
-        runner, _runner = _runner, None
-    if runner is not None:
-        runner.stop(timeout)
+    """Stop this process's runner; the running job goes back to the queue."""
+    dispatch.stop_in_process_runner(timeout)
 
 
 def current_runner() -> EmbeddedRunner | None:
-    return _runner
+    runner = dispatch.in_process_runner()
+    return runner if isinstance(runner, EmbeddedRunner) else None

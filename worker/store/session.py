@@ -20,7 +20,7 @@ from sqlalchemy import Engine, create_engine, event, func, make_url, select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..settings import get_settings
+from .settings import get_settings
 from .models import utcnow
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -117,7 +117,7 @@ def database_now(session: Session) -> datetime:
     clock drifts can neither steal a live job nor keep a dead one. On PostgreSQL
     this is ``now()``, the start of the session's transaction: every stamp one
     unit of work writes is the same instant, read with one round trip per
-    transaction (the crud functions each run their own, short transactions).
+    transaction (the ``worker.store.jobs`` functions each run their own, short transactions).
     SQLite lives on one machine, so its clock is the local one.
     """
     if session.get_bind().dialect.name == "sqlite":

@@ -5,7 +5,7 @@ while it runs a job is fenced by its lease: the UPDATE that starts each
 transaction matches only while ``jobs.lease_owner`` is still this attempt's
 token and the job is running, so a worker that lost its job (lease expired and
 the job re-queued or claimed by another worker) can no longer write to it.
-The read side (lists, pages, history queries) lives in ``app/crud.py``.
+The read side (lists, pages, history queries) lives in ``app/queries.py``.
 """
 from __future__ import annotations
 
@@ -25,18 +25,18 @@ from growth.events import ArchitectureChanged, EpochEnd
 from growth.spec import JobSpec, parse_spec
 
 from .artifacts import StoredFile, describe, publish
-from .db.models import (
+from .models import (
     Artifact,
     ArtifactKind,
     EventKind,
     Job,
     JobEpoch,
     JobEvent,
-    JobLayer,
+    JobUnit,
     JobStatus,
     UtcDateTime,
 )
-from .db.session import database_now
+from .session import database_now
 
 # --------------------------------------------------------------------------- creating and cancelling
 
@@ -49,7 +49,7 @@ def create_job(
     max_attempts: int,
     idempotency_key: str | None = None,
 ) -> tuple[Job, bool]:
-    """Store a queued job; returns ``(job, created)``. Commits; the caller then calls ``worker.queue.enqueue``.
+    """Store a queued job; returns ``(job, created)``. Commits; the caller then calls ``dispatch.enqueue``.
 
     ``spec`` is validated and normalised (``growth.errors.SpecError`` on bad input).
     With an ``idempotency_key`` already used by ``owner`` the existing job comes
@@ -151,7 +151,7 @@ def claim_job(
 
     Claimable: queued, or running with an expired lease (its worker died and the
     reaper has not re-queued it yet); never cancelled, finished, or out of
-    attempts. ``lease_owner`` must be unique per attempt (see ``worker.jobs``).
+    attempts. ``lease_owner`` must be unique per attempt (see ``worker.runners.attempt``).
     A job whose history runs past its checkpoint is rewound to it in the same
     transaction (``_rewind_history``), so the resumed run records those epochs again.
     """
@@ -191,13 +191,13 @@ def _rewind_history(session: Session, job_id: uuid.UUID, *, first_epoch: int, in
 
     With ``train.checkpoint_every`` > 1 some epochs are recorded without a
     checkpoint; a run that stops after one resumes from an older checkpoint and
-    runs those epochs again. Their rows, layer rows and epoch/architecture
+    runs those epochs again. Their rows, unit rows and epoch/architecture
     events go (the architecture changes of an epoch are recorded with it), so
     the history after the resume has every epoch exactly once. Runs inside the
     claim's transaction: the attempt that recorded them has lost the job, and
     its writes are fenced by the lease.
     """
-    session.execute(delete(JobLayer).where(JobLayer.job_id == job_id, JobLayer.epoch >= first_epoch))
+    session.execute(delete(JobUnit).where(JobUnit.job_id == job_id, JobUnit.epoch >= first_epoch))
     session.execute(delete(JobEpoch).where(JobEpoch.job_id == job_id, JobEpoch.epoch >= first_epoch))
     per_epoch = JobEvent.kind.in_((EventKind.EPOCH, EventKind.ARCHITECTURE))
     if first_epoch > 0:
@@ -206,8 +206,8 @@ def _rewind_history(session: Session, job_id: uuid.UUID, *, first_epoch: int, in
     session.execute(delete(JobEvent).where(JobEvent.job_id == job_id, per_epoch))
     # What record_epoch had set after the epoch before first_epoch: its widths and the last model change.
     widths = {unit: width for unit, width in session.execute(
-        select(JobLayer.unit, JobLayer.width).where(JobLayer.job_id == job_id, JobLayer.epoch == first_epoch - 1)
-        .order_by(JobLayer.id))}
+        select(JobUnit.unit, JobUnit.width).where(JobUnit.job_id == job_id, JobUnit.epoch == first_epoch - 1)
+        .order_by(JobUnit.id))}
     change = session.scalar(select(JobEvent.payload).where(JobEvent.job_id == job_id,
                                                             JobEvent.kind == EventKind.ARCHITECTURE)
                             .order_by(JobEvent.id.desc()).limit(1))
@@ -258,7 +258,7 @@ def record_epoch(
 ) -> bool:
     """Record one epoch, and the architecture changes made at its end, in ONE transaction.
 
-    The epoch row, its layer rows, the event rows, the progress and the
+    The epoch row, its unit rows, the event rows, the progress and the
     checkpoint pointer (when the epoch wrote one) commit together. Epochs
     recorded after the last checkpoint are forgotten when the job is claimed
     again (``claim_job``), so a resumed run neither skips nor repeats one.
@@ -286,7 +286,7 @@ def record_epoch(
             val_accuracy=epoch.val_accuracy, lr=epoch.lr, params=epoch.params, macs=epoch.macs,
             seconds=epoch.seconds, sparsity=_finite(epoch.sparsity)))
         if epoch.units:
-            session.execute(insert(JobLayer), [
+            session.execute(insert(JobUnit), [
                 {"job_id": job_id, "epoch": epoch.epoch, "unit": unit.name, "width": unit.width,
                  "selected": unit.selected, "ratio": unit.ratio, "grew": unit.grew} for unit in epoch.units])
     except IntegrityError as exc:  # UNIQUE(job_id, epoch) or UNIQUE(job_id, unit, epoch)
@@ -428,7 +428,7 @@ def reap_expired_leases(session: Session, now: datetime | None = None) -> Reaped
 
     Each job moves with its own conditional UPDATE, so reapers in several
     workers can run at once: exactly one of them re-queues a given job (and
-    re-sends its message; see ``worker.reaper``).
+    re-sends its message; see ``worker.runners.reaper``).
     """
     now = now or database_now(session)
     expired = session.execute(

@@ -8,7 +8,7 @@ Each attempt checkpoints into its own folder: a worker that lost its lease but
 still runs for a moment cannot delete the checkpoint the next attempt resumes
 from (growth keeps only the last two files of a folder). It writes its final
 weights there too, and only a successful, lease-checked finish
-(``crud.finish_job``) moves them to the job's weights path, so a worker that
+(``jobs.finish_job``) moves them to the job's weights path, so a worker that
 lost its lease cannot replace the weights another attempt finished with.
 """
 from __future__ import annotations
