@@ -131,3 +131,55 @@ def test_growth_imports_nothing_from_the_service() -> None:
     leaks = {m: sorted(t for t in targets if any(_in(t, p) for p in service))
              for m, targets in graph.items() if _in(m, "growth")}
     assert {m: t for m, t in leaks.items() if t} == {}
+
+
+# --------------------------------------------------------------------------- app/ and worker/
+
+RUNNERS = "worker.runners"
+
+
+def _imports_of(graph: dict[str, set[str]], package: str, forbidden: str) -> dict[str, list[str]]:
+    """Modules inside ``package`` that import something inside ``forbidden``, with what they import."""
+    leaks = {m: sorted(t for t in targets if _in(t, forbidden)) for m, targets in graph.items() if _in(m, package)}
+    return {m: t for m, t in leaks.items() if t}
+
+
+def test_the_graph_sees_imports_inside_functions_and_type_checking_blocks(tmp_path: Path) -> None:
+    # The checks below are only worth something if a hidden import shows up as an edge.
+    (tmp_path / "app").mkdir()
+    (tmp_path / "worker" / "runners").mkdir(parents=True)
+    for package in ("app", "worker", "worker/runners"):
+        (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "worker" / "runners" / "embedded.py").write_text("")
+    (tmp_path / "worker" / "runners" / "tasks.py").write_text("")
+    (tmp_path / "app" / "typed.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from worker.runners import embedded\n")
+    (tmp_path / "app" / "lazy.py").write_text("def f():\n    import worker.runners.tasks\n")
+    graph = import_graph(tmp_path, ("app", "worker"))
+    assert _imports_of(graph, "app", RUNNERS) == {
+        "app.lazy": ["worker.runners", "worker.runners.tasks"],
+        "app.typed": ["worker.runners", "worker.runners.embedded"]}
+
+
+def test_app_imports_nothing_from_the_runners() -> None:
+    graph = import_graph()
+    assert any(target.startswith("worker.store") for target in graph["app.api.routes.jobs"])  # the graph is real
+    assert _imports_of(graph, "app", RUNNERS) == {}
+
+
+def test_the_job_store_imports_nothing_from_the_runners() -> None:
+    graph = import_graph()
+    assert "worker.store.session" in graph["worker.store.jobs"]
+    assert _imports_of(graph, "worker.store", RUNNERS) == {}
+    assert _imports_of(graph, "worker.store", "app") == {}
+    assert not graph["worker"], "worker/__init__.py runs for every worker import: it imports nothing"
+
+
+def test_the_runner_the_store_starts_by_name_exists() -> None:
+    # The one place the store reaches a runner: by import path, so a rename must show up here.
+    import pkgutil
+
+    from worker.runners.embedded import start_embedded
+    from worker.store.dispatch import IN_PROCESS_RUNNER
+
+    assert pkgutil.resolve_name(IN_PROCESS_RUNNER) is start_embedded

@@ -7,12 +7,13 @@ knows URLs and error bodies; `netgrow demo` drives its embedded server with it.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -213,60 +214,61 @@ def _client(args: argparse.Namespace) -> ApiClient:
     return ApiClient(args.server, args.key)
 
 
-def _fail(exc: Exception) -> int:
-    if isinstance(exc, ApiError):
-        hint = " (set --key or NETGROW_API_KEY)" if exc.status_code == 401 else ""
-        print(f"error: {exc}{hint}", file=sys.stderr)
+Command = Callable[[argparse.Namespace], int]
+
+
+def talks_to_server(command: Command) -> Command:
+    """The client commands' one error path: a refusal or an unreachable server is one line on stderr, exit 1."""
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except ApiError as exc:
+            hint = " (set --key or NETGROW_API_KEY)" if exc.status_code == 401 else ""
+            print(f"error: {exc}{hint}", file=sys.stderr)
+        except httpx.HTTPError as exc:
+            print(f"error: cannot reach the server: {exc}", file=sys.stderr)
         return 1
-    print(f"error: cannot reach the server: {exc}", file=sys.stderr)
-    return 1
+
+    return run
 
 
+@talks_to_server
 def submit_command(args: argparse.Namespace) -> int:
     from app.cli.local import read_json
 
     spec = read_json(args.spec, "spec")
-    try:
-        with _client(args) as client:
-            job = client.submit(spec, args.idempotency_key or str(uuid.uuid4()))
-            print(f"submitted job {job['id']} ({job['method']}, {job['status']})")
-            print(f"  follow it: netgrow watch {job['id']}")
-            if args.watch:
-                job = follow(client, job["id"])
-                print_job(job)
-                return 0 if job["status"] == JobStatus.SUCCEEDED else 1
-            print(job["id"])
-    except (ApiError, httpx.HTTPError) as exc:
-        return _fail(exc)
+    with _client(args) as client:
+        job = client.submit(spec, args.idempotency_key or str(uuid.uuid4()))
+        print(f"submitted job {job['id']} ({job['method']}, {job['status']})")
+        print(f"  follow it: netgrow watch {job['id']}")
+        if args.watch:
+            job = follow(client, job["id"])
+            print_job(job)
+            return 0 if job["status"] == JobStatus.SUCCEEDED else 1
+        print(job["id"])
     return 0
 
 
+@talks_to_server
 def status_command(args: argparse.Namespace) -> int:
-    try:
-        with _client(args) as client:
-            print_job(client.job(args.job_id))
-    except (ApiError, httpx.HTTPError) as exc:
-        return _fail(exc)
+    with _client(args) as client:
+        print_job(client.job(args.job_id))
     return 0
 
 
+@talks_to_server
 def watch_command(args: argparse.Namespace) -> int:
-    try:
-        with _client(args) as client:
-            job = follow(client, args.job_id)
-    except (ApiError, httpx.HTTPError) as exc:
-        return _fail(exc)
+    with _client(args) as client:
+        job = follow(client, args.job_id)
     print_job(job)
     return 0 if job["status"] == JobStatus.SUCCEEDED else 1
 
 
+@talks_to_server
 def history_command(args: argparse.Namespace) -> int:
-    try:
-        with _client(args) as client:
-            history = client.history(args.job_id, units=args.unit, from_epoch=args.from_epoch,
-                                     to_epoch=args.to_epoch)
-    except (ApiError, httpx.HTTPError) as exc:
-        return _fail(exc)
+    with _client(args) as client:
+        history = client.history(args.job_id, units=args.unit, from_epoch=args.from_epoch, to_epoch=args.to_epoch)
     if args.json:
         print(json.dumps(history, indent=1))
         return 0
@@ -281,31 +283,25 @@ def history_command(args: argparse.Namespace) -> int:
     return 0
 
 
+@talks_to_server
 def cancel_command(args: argparse.Namespace) -> int:
-    try:
-        with _client(args) as client:
-            print_job(client.cancel(args.job_id))
-    except (ApiError, httpx.HTTPError) as exc:
-        return _fail(exc)
+    with _client(args) as client:
+        print_job(client.cancel(args.job_id))
     return 0
 
 
+@talks_to_server
 def retry_command(args: argparse.Namespace) -> int:
-    try:
-        with _client(args) as client:
-            print_job(client.retry(args.job_id))
-    except (ApiError, httpx.HTTPError) as exc:
-        return _fail(exc)
+    with _client(args) as client:
+        print_job(client.retry(args.job_id))
     return 0
 
 
+@talks_to_server
 def compare_jobs(args: argparse.Namespace) -> int:
     """The server half of `netgrow compare`: arguments are job ids."""
-    try:
-        with _client(args) as client:
-            text = client.compare(args.items, args.format)
-    except (ApiError, httpx.HTTPError) as exc:
-        return _fail(exc)
+    with _client(args) as client:
+        text = client.compare(args.items, args.format)
     if args.out is not None:
         args.out.write_text(text)
         print(f"comparison written to {args.out}")

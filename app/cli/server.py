@@ -124,7 +124,7 @@ def keys_revoke_command(args: argparse.Namespace) -> int:
 
 
 def check_command(args: argparse.Namespace) -> int:
-    from app.api.routes.health import check_broker, check_database
+    from worker.store.health import HEALTHY, check_broker, check_database
     from worker.store.session import session_factory
 
     settings = get_settings()
@@ -135,7 +135,7 @@ def check_command(args: argparse.Namespace) -> int:
         results["broker"] = check_broker(settings)
     for name, result in results.items():
         print(f"{name}: {result}")
-    return 0 if all(result in ("ok", "skipped") for result in results.values()) else 1
+    return 0 if all(result in HEALTHY for result in results.values()) else 1
 
 
 def _redact(url: str | None) -> str:
