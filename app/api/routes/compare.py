@@ -63,7 +63,8 @@ def compare_jobs(
     missing = [str(job_id) for job_id in job_ids if job_id not in jobs]
     if missing:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {', '.join(missing)}")
-    unfinished = [f"{job_id} ({jobs[job_id].status})" for job_id in job_ids if jobs[job_id].status != JobStatus.SUCCEEDED]
+    unfinished = [f"{job_id} ({jobs[job_id].status})" for job_id in job_ids
+                  if jobs[job_id].status != JobStatus.SUCCEEDED]
     if unfinished:
         raise HTTPException(status.HTTP_409_CONFLICT, f"only succeeded jobs can be compared: {', '.join(unfinished)}")
     ordered = [jobs[job_id] for job_id in job_ids]

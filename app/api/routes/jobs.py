@@ -132,7 +132,7 @@ def _enqueue_or_503(job: Job, settings: Settings, *, repeat_hint: str = "") -> N
 )
 def submit_job(
     body: Annotated[dict[str, Any], Body(
-        description="A job spec, the same JSON as `netgrow grow SPEC.json` (docs/architecture.md).",
+        description="A job spec, the same JSON as `netgrow grow SPEC.json` (every field and default: growth/spec.py).",
         openapi_examples={"small growth job": {"value": SPEC_EXAMPLE}})],
     request: Request,
     response: Response,
