@@ -352,7 +352,7 @@ def test_a_job_runs_to_success_recording_every_epoch_layer_event_and_its_weights
     assert any(r.grew > 0 for r in layers), "the spec is meant to widen at least once"
     with sessions() as session:  # the ORM relationships read the same rows, in order
         loaded = session.get(Job, job_id)
-        assert [r.epoch for r in loaded.epochs] == list(range(n)) and len(loaded.layers) == len(layers)
+        assert [r.epoch for r in loaded.epochs] == list(range(n)) and len(loaded.units) == len(layers)
         assert [e.id for e in loaded.events] == sorted(e.id for e in loaded.events)
 
     events = events_of(sessions, job_id)

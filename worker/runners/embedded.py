@@ -92,8 +92,3 @@ def start_embedded(settings: Settings | None = None) -> EmbeddedRunner:
 def stop_embedded(timeout: float | None = 30.0) -> None:
     """Stop this process's runner; the running job goes back to the queue."""
     dispatch.stop_in_process_runner(timeout)
-
-
-def current_runner() -> EmbeddedRunner | None:
-    runner = dispatch.in_process_runner()
-    return runner if isinstance(runner, EmbeddedRunner) else None
