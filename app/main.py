@@ -4,7 +4,8 @@ Nothing touches the database at import. Migrations are a separate step
 (``netgrow migrate``, or ``netgrow serve`` in embedded mode before it starts the
 server); at startup the app only checks that the schema is at the head revision.
 In embedded mode (no broker configured) the app also runs queued jobs in a
-background thread for as long as it is up.
+background thread for as long as it is up: the store's dispatch starts the
+in-process runner by name, so the API never imports the runners itself.
 """
 from __future__ import annotations
 
