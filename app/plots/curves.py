@@ -1,0 +1,58 @@
+"""Training curves: train loss, validation accuracy, parameters and MACs per epoch, phases shaded.
+
+Each value is drawn at its epoch number (the value measured over, or at the
+end of, that epoch). Validation accuracy is in percent; the accuracy of the
+network restricted to Γ's support is drawn next to it when the run records
+``support_accuracy``. A null value (a diverged loss) leaves a gap.
+"""
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter
+
+from app.plots.history import SUPPORT_ACCURACY, RunHistory
+from app.plots.style import OKABE_ITO, empty_note, new_figure, shade_phases, styled
+
+PANELS = (
+    ("train_loss", "train loss", "loss (cross-entropy)"),
+    ("val_accuracy", "validation accuracy", "accuracy (%)"),
+    ("params", "parameters", "parameters"),
+    ("macs", "multiply-accumulates per image", "MACs"),
+)
+
+
+@styled
+def curves(history: RunHistory) -> Figure:
+    figure = new_figure(9.0, 5.8)
+    figure.suptitle(f"Training curves — {history.describe()}", x=0.01, ha="left", fontsize=11)
+    grid = figure.subplots(2, 2, sharex=True)
+    if len(history.epochs) == 0:
+        for axes in grid.flat:
+            empty_note(axes, "no epoch recorded yet")
+        return figure
+    phase_handles = []
+    for axes, (key, title, label) in zip(grid.flat, PANELS):
+        axes.set_title(title, loc="left", fontsize=9)
+        axes.set_ylabel(label)
+        phase_handles = shade_phases(axes, history.phases, history.epochs)
+        values = history.curves[key] * (100.0 if key == "val_accuracy" else 1.0)
+        axes.plot(history.epochs, values, color=OKABE_ITO[0], linewidth=1.4, gid=key,
+                  label="validation" if key == "val_accuracy" else None)
+        if key == "val_accuracy" and SUPPORT_ACCURACY in history.curves:
+            axes.plot(history.epochs, history.curves[SUPPORT_ACCURACY] * 100.0, color=OKABE_ITO[3],
+                      linestyle="--", linewidth=1.4, gid=SUPPORT_ACCURACY, label="Γ-support subnetwork")
+            axes.legend(loc="lower right", frameon=False)
+        if key in ("params", "macs"):
+            axes.yaxis.set_major_formatter(EngFormatter(sep=" "))
+            axes.set_ylim(bottom=0, top=max(1.0, float(np.nanmax(values, initial=0.0))) * 1.08)
+        if key == "train_loss" and np.nanmin(values, initial=np.inf) > 0 and \
+                np.nanmax(values, initial=0.0) / np.nanmin(values, initial=np.inf) > 50:
+            axes.set_yscale("log")  # losses that fall by orders of magnitude
+        axes.set_xlim(history.epochs[0], max(history.epochs[-1], history.epochs[0] + 1))
+    for axes in grid[1]:
+        axes.set_xlabel("epoch")
+        axes.xaxis.get_major_locator().set_params(integer=True)
+    if phase_handles:
+        figure.legend(handles=phase_handles, loc="upper right", ncols=len(phase_handles), frameon=False)
+    return figure
