@@ -113,9 +113,10 @@ def seed_groups(results: Sequence[Mapping[str, Any]]) -> list[str]:
         if len(same_method) > 1 and family(first[key]):
             name = f"{method} ({family(first[key])})"
         names[key] = name
+    ambiguous = {name for name in names.values() if list(names.values()).count(name) > 1}
     counts: dict[str, int] = {}
     for key in setups:  # still ambiguous (two VGG growth setups): number them
-        if sum(other == names[key] for other in names.values()) > 1:
+        if names[key] in ambiguous:
             counts[names[key]] = counts.get(names[key], 0) + 1
             names[key] = f"{names[key]} #{counts[names[key]]}"
     return [names[key] for key in keys]

@@ -1,0 +1,90 @@
+"""/v1/jobs/{id}/plots/… and /v1/compare/plot…: the pictures of ``app.plots``, drawn from stored data.
+
+A job's plots are drawn from its stored spec, history rows and architecture
+events, so they work while the job runs (the picture grows with every epoch;
+``X-Plot-Epochs`` says how many it shows). The comparison chart needs finished
+jobs, like ``/v1/compare``. Ownership, 404 and 422 follow the other job routes.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi.responses import Response
+
+from app import crud, plots
+from app.api.deps import CurrentOwner, OwnedJob, SessionDep
+from app.api.routes.compare import IDS_PATTERN, MAX_JOBS, parse_ids
+from app.schemas import ErrorBody, ValidationErrorBody
+
+router = APIRouter(tags=["plots"])
+
+JobPlotName = Literal["timeline", "heatmap", "curves"]
+PlotFormat = Literal["svg", "png"]
+Measure = Literal["params", "macs"]
+
+IMAGE = {"content": {"image/svg+xml": {"schema": {"type": "string"}},
+                     "image/png": {"schema": {"type": "string", "format": "binary"}}}}
+NOT_FOUND = {404: {"model": ErrorBody, "description": "No such job among the caller's jobs."}}
+INVALID = {422: {"model": ValidationErrorBody,
+                 "description": "Unknown plot or format, or bad `ids`/`measure`; `loc` names the parameter."}}
+EPOCHS_HEADER = {"X-Plot-Epochs": {"description": "Epochs of the job's history that the picture shows.",
+                                   "schema": {"type": "integer"}}}
+
+
+@router.get(
+    "/jobs/{job_id}/plots/{plot}.{format}",
+    response_class=Response,
+    responses={200: {**IMAGE, "headers": EPOCHS_HEADER,
+                     "description": "The picture (SVG or PNG), drawn from the history stored so far."}}
+    | NOT_FOUND | INVALID,
+)
+def job_plot(
+    job: OwnedJob,
+    session: SessionDep,
+    plot: Annotated[JobPlotName, Path(description="timeline (width per unit), heatmap (selected / width per "
+                                                  "unit and epoch) or curves (loss, accuracy, params, MACs).")],
+    format: Annotated[PlotFormat, Path(description="svg or png.")],
+) -> Response:
+    """The job's width timeline, selection heatmap or training curves, drawn from its stored history."""
+    rows = crud.history(session, job.id)
+    changes = crud.architecture_changes(session, job.id)
+    try:
+        history = plots.read_history(job.method, rows, changes, spec=job.spec, where="stored history")
+    except plots.PlotInputError as exc:  # stored by a worker, not sent by the caller: report it as a conflict
+        raise HTTPException(status.HTTP_409_CONFLICT, f"the stored history cannot be drawn: {exc}") from exc
+    return Response(plots.render_job_plot(plot, history, format), media_type=plots.MEDIA_TYPES[format],
+                    headers={"X-Plot-Epochs": str(len(rows)), "Cache-Control": "no-store"})
+
+
+@router.get(
+    "/compare/plot.{format}",
+    response_class=Response,
+    responses={200: {**IMAGE, "description": "Parameters (or MACs) against test accuracy, mean ± sd per setup."},
+               404: {"model": ErrorBody, "description": "An id is not among the caller's jobs."},
+               409: {"model": ErrorBody, "description": "A job has not succeeded (yet)."}} | INVALID,
+)
+def compare_plot(
+    owner: CurrentOwner,
+    session: SessionDep,
+    format: Annotated[PlotFormat, Path(description="svg or png.")],
+    ids: Annotated[str, Query(pattern=IDS_PATTERN, description=f"Comma-separated job ids (at most {MAX_JOBS}). "
+                                                               "Jobs whose specs differ only in the seed are "
+                                                               "drawn as one setup, mean ± sd.")],
+    measure: Annotated[Measure, Query(description="The x axis: parameters or MACs.")] = "params",
+) -> Response:
+    """The comparison chart of finished jobs: the picture behind Tables 4 and 5."""
+    job_ids = parse_ids(ids)
+    jobs = crud.get_jobs(session, job_ids, owner)
+    missing = [str(job_id) for job_id in job_ids if job_id not in jobs]
+    if missing:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {', '.join(missing)}")
+    unfinished = [f"{job_id} ({jobs[job_id].status})" for job_id in job_ids if jobs[job_id].status != "succeeded"]
+    if unfinished:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"only succeeded jobs can be compared: {', '.join(unfinished)}")
+    try:
+        points = plots.points_from_results([jobs[job_id].result for job_id in job_ids], where="stored results")
+    except plots.PlotInputError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"a stored result cannot be drawn: {exc}") from exc
+    return Response(plots.render_comparison(points, measure, format), media_type=plots.MEDIA_TYPES[format],
+                    headers={"Cache-Control": "no-store"})

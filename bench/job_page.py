@@ -1,0 +1,133 @@
+"""The dashboard's job page, loaded in headless Chromium against a real server (used by bench_plots.py).
+
+A SQLite database gets a key and a running job whose history is the given rows,
+written through the job store's own write path (``record_epoch``, one
+transaction per epoch, as a worker writes them). ``netgrow serve`` serves it in
+a process of its own; Selenium drives Debian's Chromium. Each load starts from
+``about:blank`` in the same tab (the key already in session storage), and the
+page's own ``performance`` mark ``netgrow:job-ready`` says when it became
+interactive: the job shown, its event stream open and its three plots drawn.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+         "--window-size=1400,1000")
+
+
+@dataclass
+class PageLoads:
+    browser: str
+    ready_ms: list[float]  # navigation start → the page's "netgrow:job-ready" mark
+    static_ms: list[float]  # navigation start → DOMContentLoaded of the same load (the static page)
+
+
+def seed(url: str, rows: list[dict[str, Any]]) -> tuple[str, str]:
+    """A key and a running job holding ``rows`` as its history; returns (key, job id)."""
+    from growth.events import EpochEnd, UnitStat
+    from worker import crud
+    from worker.db.session import session_scope
+    from worker.keys import create_key
+
+    units = len(rows[0]["units"])
+    spec = {"method": "grow", "model": {"family": "vgg", "layers": [8] * units}, "data": {"name": "digits"},
+            "train": {"epochs": len(rows) // 2}, "growth": {"every": 10, "finetune_epochs": len(rows) - len(rows) // 2,
+                                                          "max_width": 512}}
+    with session_scope(url) as session:
+        key = create_key(session, "bench")
+        job, _ = crud.create_job(session, owner="bench", spec=spec, max_attempts=3)
+        assert crud.claim_job(session, job.id, lease_owner="bench/1", worker="bench", lease_seconds=86_400)
+    for row in rows:
+        event = EpochEnd(epoch=row["epoch"], phase=row["phase"], train_loss=row["train_loss"],
+                         val_accuracy=row["val_accuracy"], lr=row["lr"], params=row["params"], macs=row["macs"],
+                         seconds=row["seconds"], units=[UnitStat(**unit) for unit in row["units"]])
+        with session_scope(url) as session:
+            assert crud.record_epoch(session, job.id, lease_owner="bench/1", lease_seconds=86_400, epoch=event)
+    return key, str(job.id)
+
+
+def start_server(url: str, port: int, folder: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "NETGROW_DATABASE_URL": url, "NETGROW_ARTIFACT_DIR": str(folder / "artifacts"),
+           "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env.pop("NETGROW_BROKER_URL", None)
+    log = folder / "server.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port),
+                                    "--log-level", "warning"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited:\n{log.read_text()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("server did not become ready")
+
+
+def open_chromium() -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not chromium or not driver:
+        raise SystemExit("the job page bench needs Debian's chromium and chromium-driver (or run with --no-page)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in FLAGS:
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(executable_path=driver), options=options)
+
+
+def measure_job_page(folder: Path, rows: list[dict[str, Any]], *, loads: int) -> PageLoads:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from app.cli.server import free_port
+    from worker.db.migrate import upgrade
+
+    url = f"sqlite:///{folder / 'netgrow.db'}"
+    upgrade(url)
+    key, job_id = seed(url, rows)
+    port = free_port()
+    server = start_server(url, port, folder)
+    driver = open_chromium()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        driver.get(f"{base}/ui/")
+        driver.execute_script("sessionStorage.setItem('netgrow.apiKey', arguments[0])", key)
+        ready, static = [], []
+        for _ in range(loads + 1):  # the first load warms the server's and the browser's caches
+            driver.get("about:blank")
+            driver.get(f"{base}/ui/#/jobs/{job_id}")
+            WebDriverWait(driver, 60, poll_frequency=0.02).until(
+                lambda d: d.execute_script("return document.getElementById('view').dataset.ready === 'true'"))
+            timings = driver.execute_script(
+                "const mark = performance.getEntriesByName('netgrow:job-ready')[0];"
+                "const nav = performance.getEntriesByType('navigation')[0];"
+                "return [mark.startTime, nav.domContentLoadedEventEnd,"
+                " document.getElementById('plot-timeline').dataset.epochs];")
+            assert int(timings[2]) == len(rows), timings
+            ready.append(float(timings[0]))
+            static.append(float(timings[1]))
+        version = driver.capabilities.get("browserVersion", "?")
+        return PageLoads(f"Chromium {version}", ready[1:], static[1:])
+    finally:
+        driver.quit()
+        server.terminate()
+        server.wait(timeout=30)
