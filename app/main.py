@@ -23,6 +23,7 @@ from app.api.errors import install_error_handlers
 from app.api.main import api_router
 from app.metrics import Metrics, RequestTimingMiddleware
 from app.middleware import BodySizeLimitMiddleware
+from app.ui import install_dashboard
 from worker.store.dispatch import start_in_process_runner, stop_in_process_runner
 from worker.store.migrate import is_up_to_date
 from worker.store.session import session_factory
@@ -82,6 +83,7 @@ def create_app(
     app = FastAPI(title="netgrow", version=_version(), description=DESCRIPTION, lifespan=lifespan,
                   openapi_tags=[{"name": "jobs", "description": "Growth jobs and their history."},
                                 {"name": "compare", "description": "Tables 4 and 5 over finished jobs."},
+                                {"name": "plots", "description": "Pictures of jobs and comparisons (SVG, PNG)."},
                                 {"name": "health", "description": "Probes and Prometheus metrics."}])
     app.state.settings = settings
     app.state.sessions = session_factory(settings.database_url)
@@ -92,6 +94,7 @@ def create_app(
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestTimingMiddleware, metrics=app.state.metrics)  # outermost: times 413s too
     app.include_router(api_router)
+    install_dashboard(app)  # /ui: the live dashboard, static files
     return app
 
 

@@ -126,6 +126,13 @@ def events_after(session: Session, job_id: uuid.UUID, after_id: int, limit: int 
     return [StoredEvent(id=row.id, kind=str(row.kind), payload=row.payload) for row in rows]
 
 
+def architecture_changes(session: Session, job_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The job's architecture events (``{"epoch", "change", "units", "spec"}``), oldest first (index (job_id, id))."""
+    return list(session.scalars(
+        select(JobEvent.payload).where(JobEvent.job_id == job_id, JobEvent.kind == EventKind.ARCHITECTURE)
+        .order_by(JobEvent.id)))
+
+
 def job_status(session: Session, job_id: uuid.UUID) -> str | None:
     return session.scalar(select(Job.status).where(Job.id == job_id))
 

@@ -4,8 +4,8 @@ Subcommands come from three modules, each with a ``register(subparsers)``:
 ``app.cli.local`` (``grow`` and comparing result files, no service needed),
 ``app.cli.server`` (``serve``, ``migrate``, ``keys``, ``check``, ``demo``) and
 ``app.cli.client`` (``submit``, ``status``, ``watch``, ``history``, ``cancel``,
-``retry`` against a server). ``compare`` is shared: result files are compared
-locally, job ids by the server.
+``retry`` against a server). ``compare`` and ``plot`` are shared: result files
+are read locally, job ids go to the server.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         local.register(subparsers)
     _register_compare(subparsers)
+    _register_plot(subparsers)
     server.register(subparsers)
     client.register(subparsers)
     return parser
@@ -41,6 +42,29 @@ def _register_compare(subparsers: argparse._SubParsersAction) -> None:
     compare.add_argument("--out", type=Path, help="write the table to this file instead of printing it")
     client.add_connection_arguments(compare)
     compare.set_defaults(handler=compare_command)
+
+
+def _register_plot(subparsers: argparse._SubParsersAction) -> None:
+    from app.cli import plot
+
+    parser = subparsers.add_parser(
+        "plot", help="width timeline, selection heatmap, training curves and comparison chart of result JSON "
+                     "files (drawn locally) or of job ids (drawn by --server)")
+    plot.add_arguments(parser)
+    client.add_connection_arguments(parser)
+    parser.set_defaults(handler=plot_command)
+
+
+def plot_command(args: argparse.Namespace) -> int:
+    from app.cli import plot
+
+    files = [item for item in args.items if plot.is_result_file(item)]
+    if files and len(files) != len(args.items):
+        print("error: give either result files or job ids, not both", file=sys.stderr)
+        return 2
+    if files:
+        return plot.plot_files([Path(item) for item in files], args)
+    return client.plot_jobs(args)
 
 
 def compare_command(args: argparse.Namespace) -> int:

@@ -110,6 +110,19 @@ class ApiClient:
             self._json(response)
         return response.text
 
+    def plot(self, job_id: str, name: str, fmt: str = "svg") -> bytes:
+        """A job's picture (timeline, heatmap or curves) as SVG or PNG bytes."""
+        return self._bytes(self.http.get(f"/v1/jobs/{job_id}/plots/{name}.{fmt}"))
+
+    def compare_plot(self, job_ids: list[str], fmt: str = "svg", measure: str = "params") -> bytes:
+        return self._bytes(self.http.get(f"/v1/compare/plot.{fmt}",
+                                         params={"ids": ",".join(job_ids), "measure": measure}))
+
+    def _bytes(self, response: httpx.Response) -> bytes:
+        if not response.is_success:
+            self._json(response)
+        return response.content
+
     def events(self, job_id: str, *, last_event_id: int = 0, reconnects: int = 5) -> Iterator[SSEMessage]:
         """Follow the job's SSE stream to its end, reconnecting with Last-Event-ID if the connection drops."""
         failures = 0
@@ -308,6 +321,17 @@ def compare_jobs(args: argparse.Namespace) -> int:
     else:
         print(text.rstrip("\n"))
     return 0
+
+
+def plot_jobs(args: argparse.Namespace) -> int:
+    """The server half of `netgrow plot`: arguments are job ids, the server draws."""
+    from app.cli.plot import plot_jobs as download
+
+    try:
+        with _client(args) as client:
+            return download(client, args.items, args)
+    except (ApiError, httpx.HTTPError) as exc:
+        return _fail(exc)
 
 
 def print_job(job: dict[str, Any]) -> None:

@@ -55,6 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--grow-spec", type=Path, default=EXAMPLES / "digits-vgg-grow.json")
     demo.add_argument("--dense-spec", type=Path, default=EXAMPLES / "digits-vgg-dense.json")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("--serve", action=argparse.BooleanOptionalAction, default=None,
+                      help="keep serving the dashboard after the demo until Ctrl+C (default: when run in a terminal)")
     demo.set_defaults(handler=demo_command)
 
 
@@ -217,4 +219,28 @@ def demo_command(args: argparse.Namespace) -> int:
         print(json.dumps(architecture))
         print("\ncomparison with the dense baseline:\n")
         print(client.compare([dense["id"], grow["id"]], "markdown").rstrip("\n"))
+        pictures = write_demo_pictures(client, grow["id"], dense["id"], data_dir / "pictures")
+        print(f"\npictures of the run in {pictures}:")
+        for path in sorted(pictures.iterdir()):
+            print(f"  {path.name}")
+        print(f"\ndashboard: {server.url}/ui/  (API key: {key})")
+        serve = args.serve if args.serve is not None else sys.stdin.isatty() and sys.stdout.isatty()
+        if serve:
+            print("serving the dashboard until you press Ctrl+C", flush=True)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                print()
     return 0
+
+
+def write_demo_pictures(client: Any, grow_id: str, dense_id: str, folder: Path) -> Path:
+    """The grown job's timeline, heatmap and curves and the comparison with the baseline, as SVG and PNG."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("timeline", "heatmap", "curves"):
+        for fmt in ("svg", "png"):
+            (folder / f"grow-{name}.{fmt}").write_bytes(client.plot(grow_id, name, fmt))
+    for fmt in ("svg", "png"):
+        (folder / f"comparison.{fmt}").write_bytes(client.compare_plot([dense_id, grow_id], fmt))
+    return folder

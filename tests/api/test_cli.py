@@ -139,3 +139,18 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert model["family"] == "vgg"
     assert "| Layer | dense " in demo.stdout and "| Run | Method | Params |" in demo.stdout
     assert (tmp_path / "data" / "netgrow.db").is_file()
+    # It ends with the pictures of the run and the dashboard's address.
+    pictures = tmp_path / "data" / "pictures"
+    assert f"pictures of the run in {pictures}:" in demo.stdout
+    assert sorted(path.name for path in pictures.iterdir()) == sorted(
+        f"{name}.{fmt}" for name in ("grow-timeline", "grow-heatmap", "grow-curves", "comparison")
+        for fmt in ("svg", "png"))
+    timeline = (pictures / "grow-timeline.svg").read_text()
+    assert all(f'id="width-{unit}"' in timeline for unit in model_units(model))
+    assert "dense" in (pictures / "comparison.svg").read_text()
+    dashboard = [line for line in demo.stdout.splitlines() if line.startswith("dashboard: ")]
+    assert len(dashboard) == 1 and "/ui/" in dashboard[0] and "(API key: ng_" in dashboard[0]
+
+
+def model_units(model: dict[str, Any]) -> list[str]:
+    return [f"conv{i + 1}" for i in range(sum(isinstance(width, int) for width in model["layers"]))]
