@@ -30,7 +30,7 @@ EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"  # the repositor
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+        "connect-src 'self' blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     # Revalidate every time: an upgraded server must not meet a cached page of the previous version.

@@ -8,6 +8,7 @@ sees the first user's jobs. Screenshots of each step are saved (see conftest.py)
 from __future__ import annotations
 
 import json
+from urllib.parse import unquote
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.api_support import LiveApi, running_api, smoke_spec, wait_finished
+from tests.api.api_support import LiveApi, dense_spec, running_api, smoke_spec, wait_finished
 
 pytestmark = pytest.mark.service
 
@@ -34,6 +35,7 @@ class Page:
     """One browser tab on the dashboard, with the few actions the tests need."""
 
     def __init__(self, driver: Any, base_url: str, screenshots: Path) -> None:
+        from selenium.common.exceptions import StaleElementReferenceException
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support.ui import WebDriverWait
 
@@ -41,7 +43,9 @@ class Page:
         self.base_url = base_url
         self.screenshots = screenshots
         self.by = By
-        self.wait = WebDriverWait(driver, WAIT_SECONDS, poll_frequency=0.05)
+        # Views re-render as data arrives: an element read in between is looked up again.
+        self.wait = WebDriverWait(driver, WAIT_SECONDS, poll_frequency=0.05,
+                                  ignored_exceptions=[StaleElementReferenceException])
 
     def open(self, fragment: str = "") -> None:
         self.driver.get(f"{self.base_url}/ui/{fragment}")
@@ -100,7 +104,8 @@ def test_a_user_submits_the_smoke_job_watches_it_grow_and_compares_it(page: Page
     page.find("#key-form button[type=submit]").click()
     page.until(lambda: "not accepted" in page.find("#key-error").text, "the refused-key message")
     page.screenshot("01-key")
-    page.sign_in(api.key("alice"))
+    key = api.key("alice")
+    page.sign_in(key)
     assert "no jobs yet" in page.find("#view").text
 
     # A spec with a bad width: the server's error appears under the line of the field it names.
@@ -119,9 +124,16 @@ def test_a_user_submits_the_smoke_job_watches_it_grow_and_compares_it(page: Page
 
     # The smoke job: submitted from the example, followed live to the end.
     page.find("#example-picker option[value=smoke]").click()
+    page.find("#load-example").click()
+    assert json.loads(page.find("#spec-text").get_attribute("value")) == smoke_spec()
+    assert page.find_all(".field-error") == []
     page.find("#submit-job").click()
     page.until(lambda: "#/jobs/" in page.driver.current_url, "the job page after submitting")
     job_id = page.driver.current_url.rsplit("/", 1)[-1]
+    # A dense baseline for the comparison, queued behind it (sent over the API, not the page).
+    alice = api.client(key)
+    dense = alice.post("/v1/jobs", json=dense_spec())
+    assert dense.status_code == 201, dense.text
     other_owner = httpx.get(f"{api.url}/v1/jobs/{job_id}/plots/timeline.svg",
                             headers={"Authorization": f"Bearer {api.key('mallory')}"})
     assert other_owner.status_code == 404  # the job is alice's alone, its pictures too
@@ -134,7 +146,7 @@ def test_a_user_submits_the_smoke_job_watches_it_grow_and_compares_it(page: Page
         if epochs and (not drawn or int(epochs) != drawn[-1]):
             drawn.append(int(epochs))
         status = page.attribute("#view", "data-status")
-        if status == "running" and not running_seen and drawn:
+        if status == "running" and not running_seen and drawn and drawn[-1] >= 2:
             running_seen = True
             page.screenshot("03-job-running")
         return status in ("succeeded", "failed", "canceled") and page.attribute(
@@ -153,23 +165,38 @@ def test_a_user_submits_the_smoke_job_watches_it_grow_and_compares_it(page: Page
     assert page.find("#stat-accuracy").text.endswith("%")
     page.screenshot("04-job-succeeded")
 
-    # The jobs list, filtered to succeeded jobs.
-    page.go("#/jobs?status=succeeded")
+    # The jobs list, newest first, and filtered to succeeded jobs.
+    dense_id = wait_finished(alice, dense.json()["id"])["id"]
+    page.go("#/jobs")
+    page.until(lambda: [row.get_attribute("data-job-id") for row in page.find_all("#jobs-table tbody tr")]
+               == [dense_id, job_id], "both jobs, newest first")
+    page.screenshot("05-jobs")
+    page.go("#/jobs?method=dense")
+    page.until(lambda: [row.get_attribute("data-job-id") for row in page.find_all("#jobs-table tbody tr")]
+               == [dense_id], "the dense job alone")
+    page.go("#/jobs?status=succeeded&method=grow")
     row = page.find(f'tr[data-job-id="{job_id}"]')
     assert "succeeded" in row.text and "grow" in row.text and "digits" in row.text
-    page.screenshot("05-jobs")
 
-    # Compare: pick the job, see Tables 4/5 and the chart.
+    # Compare: pick both jobs, see Tables 4/5 and the chart.
     page.go("#/compare")
+    page.find(f'#compare-picker input[value="{dense_id}"]').click()
     page.find(f'#compare-picker input[value="{job_id}"]').click()
     page.find("#compare-submit").click()
     page.until(lambda: page.attribute("#view", "data-loaded") == "compare", "the comparison")
+    assert f"ids={dense_id},{job_id}" in unquote(page.driver.current_url)  # ticking order: the baseline first
     table4 = page.find("#table4").text
     assert "conv1" in table4 and "Params" in table4 and "Test accuracy" in table4
-    assert "Relative params" in page.find("#table5").text
-    assert "<svg" in page.blob_text("#compare-chart")
+    assert f"dense {dense_id[:8]}" in table4 and f"grow {job_id[:8]}" in table4
+    table5 = page.find("#table5").text
+    assert "Relative params" in table5 and "1.00×" in table5
+    chart = page.blob_text("#compare-chart")
+    assert "<svg" in chart and ">dense<" in chart and ">grow<" in chart
     page.screenshot("06-compare")
-    assert page.console_errors() == []
+    # Only the refusals the user was shown reached the console: no script error, no blocked resource.
+    unexpected = [message for message in page.console_errors()
+                  if not ("Failed to load resource" in message and ("401" in message or "422" in message))]
+    assert unexpected == []
 
 
 def test_a_second_key_never_sees_the_first_keys_jobs(page: Page, api: LiveApi,

@@ -49,12 +49,12 @@ export function fieldPath(loc = []) {
   return path || String(where ?? "body");
 }
 
-function headers(extra = {}) {
-  const key = apiKey();
+function headers(extra = {}, key = apiKey()) {
   return key ? { Authorization: `Bearer ${key}`, ...extra } : { ...extra };
 }
 
-async function check(response) {
+// `candidate`: a key being tried (the sign-in form), whose refusal is the caller's to report.
+async function check(response, { candidate = false } = {}) {
   if (response.ok) return response;
   let detail = response.statusText;
   try {
@@ -62,17 +62,19 @@ async function check(response) {
   } catch {
     // not JSON: keep the status text
   }
-  if (response.status === 401) window.dispatchEvent(new CustomEvent("netgrow:unauthorized", { detail }));
+  if (response.status === 401 && !candidate) {
+    window.dispatchEvent(new CustomEvent("netgrow:unauthorized", { detail }));
+  }
   throw new ApiError(response.status, detail);
 }
 
-export async function request(path, { method = "GET", body, headers: extra, signal } = {}) {
-  const init = { method, headers: headers(extra), signal, cache: "no-store" };
+export async function request(path, { method = "GET", body, headers: extra, signal, key } = {}) {
+  const init = { method, headers: headers(extra, key ?? apiKey()), signal, cache: "no-store" };
   if (body !== undefined) {
     init.body = typeof body === "string" ? body : JSON.stringify(body);
     init.headers["Content-Type"] = "application/json";
   }
-  const response = await check(await fetch(path, init));
+  const response = await check(await fetch(path, init), { candidate: key !== undefined });
   return response.status === 204 ? null : response.json();
 }
 

@@ -46,15 +46,14 @@ function showKeyForm(message) {
     event.preventDefault();
     const key = input.value.trim();
     if (!key) return;
-    setApiKey(key);
     try {
-      await request("/v1/jobs?limit=1");
+      await request("/v1/jobs?limit=1", { key });
     } catch (error) {
-      forgetApiKey();
       status.textContent = error instanceof ApiError && error.status === 401
         ? "This key was not accepted (unknown or revoked)." : `Cannot reach the server: ${error.message}`;
       return;
     }
+    setApiKey(key);
     route();
   });
   replace(view, form);

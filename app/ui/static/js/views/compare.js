@@ -25,14 +25,21 @@ export async function renderCompare(view, { signal, params }) {
     h("div", { class: "toolbar" },
       h("label", {}, "chart against", measureSelect),
       h("button", { class: "primary", type: "submit", id: "compare-submit" }, "Compare")));
+  // Jobs in the order they were ticked: the first is Table 5's baseline.
+  const order = [...chosen];
+  picker.addEventListener("change", (event) => {
+    const id = event.target.value;
+    const at = order.indexOf(id);
+    if (at >= 0) order.splice(at, 1);
+    if (event.target.checked) order.push(id);
+  });
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    const ids = [...picker.querySelectorAll("input:checked")].map((box) => box.value);
-    location.hash = `#/compare${query({ ids: ids.join(","), measure: measureSelect.value })}`;
+    location.hash = `#/compare${query({ ids: order.join(","), measure: measureSelect.value })}`;
   });
   replace(view, h("h1", {}, "Compare jobs"),
-    h("p", { class: "muted" }, "Tables 4 and 5 of the DessiLBI paper over finished jobs; the first job chosen is "
-      + "the baseline of the relative parameter counts."),
+    h("p", { class: "muted" }, "Tables 4 and 5 of the DessiLBI paper over finished jobs, in the order you tick "
+      + "them; the first is the baseline of the relative parameter counts."),
     h("div", { class: "compare-layout" }, form, result));
 
   request(`/v1/jobs${query({ status: "succeeded", limit: PICKER_LIMIT })}`, { signal }).then((page) => {

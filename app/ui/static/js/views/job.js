@@ -137,8 +137,8 @@ export async function renderJob(view, jobId, { signal }) {
       h("div", { class: "muted", id: "job-progress-text" },
         `epoch ${epoch} / ${job.progress.total}`,
         latest && ` · ${latest.phase} · loss ${formatNumber(latest.train_loss)} · validation ${formatPercent(latest.val_accuracy)}`));
-    const stat = (label, value, id) => h("div", { class: "stat" },
-      h("div", { class: "value", id }, value), h("div", { class: "label" }, label));
+    const stat = (label, value, id, kind = "") => h("div", { class: "stat" },
+      h("div", { class: `value ${kind}`, id }, value), h("div", { class: "label" }, label));
     const params = latest?.params ?? job.metrics.params;
     const macs = latest?.macs ?? job.metrics.macs;
     replace(stats,
@@ -148,8 +148,8 @@ export async function renderJob(view, jobId, { signal }) {
       stat("wall time", formatSeconds(job.metrics.wall_seconds), "stat-wall"),
       stat("dataset", describeData(job.spec), "stat-dataset"),
       stat("attempts", `${job.attempts} / ${job.max_attempts}`, "stat-attempts"),
-      stat("created", formatTime(job.created_at), "stat-created"),
-      stat("finished", formatTime(job.finished_at), "stat-finished"));
+      stat("created", formatTime(job.created_at), "stat-created", "time"),
+      stat("finished", formatTime(job.finished_at), "stat-finished", "time"));
     const current = latest
       ? Object.fromEntries(latest.units.map((unit) => [unit.name, unit.width + unit.grew]))
       : job.current_widths ?? {};
@@ -202,7 +202,8 @@ export async function renderJob(view, jobId, { signal }) {
     } else if (event === "architecture") {
       events.querySelector("li.muted")?.remove();
       events.append(h("li", {}, describeChange(data)));
-      events.lastElementChild.scrollIntoView({ block: "nearest" });
+      events.scrollTop = events.scrollHeight; // the list scrolls, never the page
+
     } else if (event === "state" && data.status !== job.status) {
       // A replay delivers past states in a burst: one reload after it is enough.
       clearTimeout(reloadTimer);

@@ -16,15 +16,18 @@ export async function renderSubmit(view, { signal }) {
   text.value = first ? pretty(meta.examples[first]) : "";
   const picker = h("select", { id: "example-picker" },
     names.map((name) => h("option", { value: name, selected: name === first }, `${name}.json`)));
-  picker.addEventListener("change", () => {
+  const loadExample = () => {
     text.value = pretty(meta.examples[picker.value]);
     idempotencyKey = randomKey();
     replace(feedback);
-  });
+  };
+  picker.addEventListener("change", loadExample);
+  // Choosing the example already shown fires no change event: this button loads it again.
+  const load = h("button", { type: "button", id: "load-example", onclick: loadExample }, "Load");
   const button = h("button", { class: "primary", type: "submit", id: "submit-job" }, "Submit");
   const feedback = h("div", { id: "submit-feedback" });
   const form = h("form", { id: "submit-form" },
-    h("div", { class: "toolbar" }, h("label", {}, "start from an example", picker), button),
+    h("div", { class: "toolbar" }, h("label", {}, "start from an example", picker), load, button),
     h("div", { class: "submit-layout" },
       h("div", {}, text),
       h("div", {}, feedback)));
