@@ -138,17 +138,14 @@ def test_a_user_submits_the_smoke_job_watches_it_grow_and_compares_it(page: Page
                             headers={"Authorization": f"Bearer {api.key('mallory')}"})
     assert other_owner.status_code == 404  # the job is alice's alone, its pictures too
     drawn: list[int] = []
-    running_seen = False
 
     def finished() -> bool:
-        nonlocal running_seen
         epochs = page.attribute("#plot-timeline", "data-epochs")
+        status = page.attribute("#view", "data-status")
         if epochs and (not drawn or int(epochs) != drawn[-1]):
             drawn.append(int(epochs))
-        status = page.attribute("#view", "data-status")
-        if status == "running" and not running_seen and drawn and drawn[-1] >= 2:
-            running_seen = True
-            page.screenshot("03-job-running")
+            if status == "running" and drawn[-1] > 0:
+                page.screenshot("03-job-running")  # the latest picture of the job while it runs
         return status in ("succeeded", "failed", "canceled") and page.attribute(
             "#job-plots figure[data-plot=timeline]", "data-state") == "ready" and bool(drawn) and \
             drawn[-1] == int(page.find("#job-progress progress").get_attribute("max"))
