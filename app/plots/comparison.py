@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
 
 from app.plots.errors import PlotInputError
-from app.plots.style import MARKERS, OKABE_ITO, empty_note, new_figure, styled
+from app.plots.style import MARKERS, OKABE_ITO, Margins, empty_note, legend_width, new_figure, styled
 
 Measure = Literal["params", "macs"]
 MEASURES: tuple[Measure, ...] = ("params", "macs")
@@ -135,7 +135,10 @@ def summarize(points: Sequence[RunPoint], measure: Measure) -> list[GroupSummary
 @styled
 def comparison(points: Sequence[RunPoint], measure: Measure = "params", *, title: str | None = None) -> Figure:
     groups = summarize(points, measure)
-    figure = new_figure(9.0, 4.8)
+    width, height = 9.0, 4.8
+    labels = [legend_label(group) for group in groups]
+    side = legend_width(labels) if labels else 0.0
+    figure = new_figure(width, height, Margins(right=0.3 + side))
     axes = figure.add_subplot()
     axes.set_title(title or f"Test accuracy against {'parameters' if measure == 'params' else 'MACs'}",
                    loc="left")
@@ -151,9 +154,7 @@ def comparison(points: Sequence[RunPoint], measure: Measure = "params", *, title
         if len(group.runs) > 1:
             axes.scatter(group.values(measure), group.values("test_accuracy"), color=color, marker=marker,
                          alpha=0.35, s=22, linewidths=0, zorder=2, gid=f"runs-{index}")
-            label = f"{group.group} (mean ± sd of {len(group.runs)})"
-        else:
-            label = group.group
+        label = labels[index]
         axes.errorbar([x], [y], xerr=[x_sd] if len(group.runs) > 1 else None,
                       yerr=[y_sd] if len(group.runs) > 1 else None, color=color, marker=marker, markersize=8,
                       markeredgecolor="white", capsize=3, linestyle="none", zorder=3, label=label,
@@ -164,13 +165,21 @@ def comparison(points: Sequence[RunPoint], measure: Measure = "params", *, title
         placed.append((x, y))
         axes.annotate(group.group, (x, y), xytext=(7, 4 - 11 * crowd), textcoords="offset points", fontsize=8,
                       color="#303030", va="bottom" if crowd == 0 else "center")
+    if any(len(group.runs) > 1 for group in groups):
+        axes.text(0.01, 0.01, "several runs of a setup: faint points, and their mean with ± 1 sd bars",
+                  transform=axes.transAxes, fontsize=7.5, color="#505050", gid="note")
     axes.set_xscale("log")
     axes.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     axes.xaxis.set_major_formatter(EngFormatter(sep=" "))
     axes.xaxis.set_minor_formatter(NullFormatter())
     axes.margins(x=0.15, y=0.2)
-    figure.legend(loc="outside right upper", frameon=False)
+    figure.legend(loc="upper left", bbox_to_anchor=(1 - (side + 0.15) / width, 1 - 0.4 / height), frameon=False,
+                  borderaxespad=0)
     return figure
+
+
+def legend_label(group: GroupSummary) -> str:
+    return f"{group.group} ({len(group.runs)} runs)" if len(group.runs) > 1 else group.group
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import EngFormatter
+from matplotlib.ticker import EngFormatter, FuncFormatter, NullFormatter
 
 from app.plots.history import SUPPORT_ACCURACY, RunHistory
-from app.plots.style import OKABE_ITO, empty_note, new_figure, shade_phases, styled
+from app.plots.style import OKABE_ITO, Margins, empty_note, new_figure, shade_phases, styled
 
 PANELS = (
     ("train_loss", "train loss", "loss (cross-entropy)"),
@@ -24,8 +24,10 @@ PANELS = (
 
 @styled
 def curves(history: RunHistory) -> Figure:
-    figure = new_figure(9.0, 5.8)
-    figure.suptitle(f"Training curves — {history.describe()}", x=0.01, ha="left", fontsize=11)
+    width, height = 9.0, 5.8
+    figure = new_figure(width, height, Margins(left=0.8, right=0.2, top=0.75, bottom=0.5), wspace=0.25, hspace=0.3)
+    figure.suptitle(f"Training curves — {history.describe()}", x=0.1 / width, y=1 - 0.08 / height, ha="left",
+                    va="top", fontsize=11)
     grid = figure.subplots(2, 2, sharex=True)
     if len(history.epochs) == 0:
         for axes in grid.flat:
@@ -49,10 +51,14 @@ def curves(history: RunHistory) -> Figure:
         if key == "train_loss" and np.nanmin(values, initial=np.inf) > 0 and \
                 np.nanmax(values, initial=0.0) / np.nanmin(values, initial=np.inf) > 50:
             axes.set_yscale("log")  # losses that fall by orders of magnitude
+            # Plain numbers (0.01, 0.1, 1): the default 10^k labels go through the (slow) mathtext parser.
+            axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            axes.yaxis.set_minor_formatter(NullFormatter())
         axes.set_xlim(history.epochs[0], max(history.epochs[-1], history.epochs[0] + 1))
     for axes in grid[1]:
         axes.set_xlabel("epoch")
         axes.xaxis.get_major_locator().set_params(integer=True)
     if phase_handles:
-        figure.legend(handles=phase_handles, loc="upper right", ncols=len(phase_handles), frameon=False)
+        figure.legend(handles=phase_handles, loc="upper right", ncols=len(phase_handles), frameon=False,
+                      bbox_to_anchor=(1 - 0.15 / width, 1 - 0.05 / height), borderaxespad=0)
     return figure

@@ -12,13 +12,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from app.plots.history import RunHistory
-from app.plots.style import RATIO_COLORMAP, empty_note, new_figure, phase_runs, styled
+from app.plots.style import RATIO_COLORMAP, Margins, empty_note, new_figure, phase_runs, styled, text_width
 
 
 @styled
 def heatmap(history: RunHistory) -> Figure:
-    height = min(9.0, 1.6 + 0.28 * max(len(history.units), 1))
-    figure = new_figure(8.5, max(height, 3.0))
+    width, height = 8.5, max(3.0, min(9.0, 1.6 + 0.28 * max(len(history.units), 1)))
+    left = 0.45 + text_width(history.units)  # the unit names are the y tick labels
+    figure = new_figure(width, height, Margins(left=left, right=1.15, bottom=0.8))
     axes = figure.add_subplot()
     axes.set_title(f"Selected filters / width — {history.describe()}", loc="left")
     axes.set_xlabel("epoch")
@@ -36,19 +37,22 @@ def heatmap(history: RunHistory) -> Figure:
                         extent=extent, gid="ratio")
     axes.set_yticks(range(len(history.units)), labels=history.units)
     axes.xaxis.get_major_locator().set_params(integer=True)
-    colorbar = figure.colorbar(image, ax=axes, pad=0.01, fraction=0.04)
+    box = axes.get_position()
+    colorbar_axes = figure.add_axes((box.x1 + 0.15 / width, box.y0, 0.14 / width, box.height))
+    colorbar = figure.colorbar(image, cax=colorbar_axes)
     colorbar.set_label("selected / width")
     threshold = history.threshold
     if threshold is not None:
         colorbar.ax.axhline(threshold, color="#D55E00", linewidth=2.0, gid="threshold")
-        colorbar.ax.text(-0.3, threshold, f"τ = {threshold:g}", transform=colorbar.ax.get_yaxis_transform(),
-                         ha="right", va="center", color="#D55E00", fontsize=8)
+        colorbar.ax.set_yticks(sorted({0.0, 0.2, 0.4, 0.6, 0.8, 1.0, threshold}),
+                               labels=[f"τ = {v:g}" if v == threshold else f"{v:g}"
+                                       for v in sorted({0.0, 0.2, 0.4, 0.6, 0.8, 1.0, threshold})])
         rows, columns = np.nonzero(np.nan_to_num(history.ratio, nan=-1.0) >= threshold)
         if len(rows):
             axes.scatter(history.epochs[columns], rows, s=4, c="#D55E00", marker="o", linewidths=0,
                          gid="at-threshold", label=f"ratio ≥ τ ({threshold:g})")
-            axes.legend(loc="upper right", bbox_to_anchor=(1.0, -0.12 if len(history.units) > 3 else -0.2),
-                        frameon=False, markerscale=3)
+            axes.legend(loc="upper right", bbox_to_anchor=(1.0, -0.45 / (box.height * height)), frameon=False,
+                        markerscale=3, borderaxespad=0)
     for _, start, end in phase_runs(history.phases, history.epochs)[1:]:
         axes.axvline(start - 0.5, color="white", linewidth=1.2, gid=f"phase-boundary-{start}")
     return figure

@@ -12,7 +12,8 @@ from __future__ import annotations
 import io
 import itertools
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import matplotlib
@@ -49,6 +50,9 @@ PHASE_LABELS = {"grow": "growing", "finetune": "fine-tuning", "dense": "dense tr
 RC = {
     "font.size": 9,
     "axes.titlesize": 11,
+    # A fixed title height: matplotlib otherwise measures every tick label to place each title.
+    "axes.titley": 1.0,
+    "axes.titlepad": 5.0,
     "axes.labelsize": 9,
     "legend.fontsize": 8,
     "axes.spines.top": False,
@@ -68,8 +72,41 @@ def series_styles() -> Iterator[dict[str, str]]:
         yield {"color": color, "linestyle": style}
 
 
-def new_figure(width: float, height: float) -> Figure:
-    return Figure(figsize=(width, height), layout="constrained")
+@dataclass(frozen=True)
+class Margins:
+    """Space around the axes grid, in inches (the figure's size does not change it)."""
+
+    left: float = 0.75
+    right: float = 0.25
+    top: float = 0.4
+    bottom: float = 0.55
+
+
+def new_figure(width: float, height: float, margins: Margins = Margins(), *, wspace: float = 0.2,
+               hspace: float = 0.2) -> Figure:
+    """A figure whose axes fill it but for ``margins``.
+
+    Fixed margins, not matplotlib's constrained layout: that layout measures every text
+    of the figure in an extra drawing pass, a third of the time a plot takes. The
+    plots size their margins from their own labels (``text_width``) instead.
+    """
+    figure = Figure(figsize=(width, height))
+    figure.subplots_adjust(left=margins.left / width, right=1 - margins.right / width,
+                           top=1 - margins.top / height, bottom=margins.bottom / height,
+                           wspace=wspace, hspace=hspace)
+    return figure
+
+
+def text_width(labels: Iterable[str], size: float = 8.0) -> float:
+    """An estimate of the widest label's width in inches (DejaVu Sans averages about 0.55 em a character)."""
+    return max((len(label) for label in labels), default=0) * 0.56 * size / 72
+
+
+def legend_width(labels: Iterable[str], columns: int = 1, size: float = 8.0) -> float:
+    """Inches a legend of these labels takes: per column a handle, padding and the widest label."""
+    labels = list(labels)
+    per_column = [labels[i::columns] for i in range(columns)]
+    return sum(0.4 + text_width(column, size) for column in per_column if column)
 
 
 def styled(function):  # type: ignore[no-untyped-def]

@@ -14,7 +14,16 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from app.plots.history import RunHistory
-from app.plots.style import empty_note, new_figure, series_styles, shade_phases, styled
+from app.plots.style import (
+    PHASE_LABELS,
+    Margins,
+    empty_note,
+    legend_width,
+    new_figure,
+    series_styles,
+    shade_phases,
+    styled,
+)
 
 BASE_LINE_WIDTH = 1.6
 MAX_END_LABELS = 8
@@ -31,7 +40,10 @@ def step_points(history: RunHistory, row: int) -> tuple[np.ndarray, np.ndarray]:
 @styled
 def timeline(history: RunHistory) -> Figure:
     """Width per unit against epoch (see the module docstring for how epochs map to x)."""
-    figure = new_figure(9.0, 4.6)
+    width, height = 9.0, 4.6
+    columns = 2 if len(history.units) > 14 else 1
+    side = max(legend_width(history.units, columns), legend_width([*PHASE_LABELS.values(), "block added"]))
+    figure = new_figure(width, height, Margins(right=0.25 + side))
     axes = figure.add_subplot()
     axes.set_title(f"Width of each unit — {history.describe()}", loc="left")
     axes.set_xlabel("epoch")
@@ -55,11 +67,13 @@ def timeline(history: RunHistory) -> Figure:
     axes.set_ylim(bottom=0, top=max(1.0, float(np.nanmax(history.width_after, initial=0.0))) * 1.12)
     axes.yaxis.get_major_locator().set_params(integer=True)
     axes.xaxis.get_major_locator().set_params(integer=True)
-    # Figure legends placed "outside": constrained layout makes room for them (an axes legend would be clipped).
-    figure.legend(handles=unit_handles, title="unit", loc="outside right upper", frameon=False,
-                  ncols=2 if len(unit_handles) > 14 else 1)
+    # The legends stand in the figure's right margin, which was sized for them.
+    x = 1 - (side + 0.1) / width
+    figure.legend(handles=unit_handles, title="unit", loc="upper left", bbox_to_anchor=(x, 1 - 0.3 / height),
+                  frameon=False, ncols=columns, borderaxespad=0)
     if phase_handles or event_handles:
-        figure.legend(handles=phase_handles + event_handles, loc="outside right lower", frameon=False)
+        figure.legend(handles=phase_handles + event_handles, loc="lower left", frameon=False, borderaxespad=0,
+                      bbox_to_anchor=(x, 0.5 / height))
     return figure
 
 

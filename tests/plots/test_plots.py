@@ -201,7 +201,7 @@ def test_comparison_draws_each_method_at_its_mean_with_sample_sd_bars() -> None:
     (runs,) = gid_collections(figure, "runs-0")
     assert [tuple(p) for p in runs.get_offsets()] == [(100, 90), (200, 95), (300, 100)]
     (legend,) = figure.legends
-    assert [text.get_text() for text in legend.get_texts()] == ["grow (mean ± sd of 3)", "l1_prune"]
+    assert [text.get_text() for text in legend.get_texts()] == ["grow (3 runs)", "l1_prune"]
     assert axes.get_xscale() == "log"
 
 
