@@ -37,9 +37,9 @@ class PageLoads:
 def seed(url: str, rows: list[dict[str, Any]]) -> tuple[str, str]:
     """A key and a running job holding ``rows`` as its history; returns (key, job id)."""
     from growth.events import EpochEnd, UnitStat
-    from worker import crud
-    from worker.db.session import session_scope
-    from worker.keys import create_key
+    from worker.store import jobs
+    from worker.store.keys import create_key
+    from worker.store.session import session_scope
 
     units = len(rows[0]["units"])
     spec = {"method": "grow", "model": {"family": "vgg", "layers": [8] * units}, "data": {"name": "digits"},
@@ -47,14 +47,14 @@ def seed(url: str, rows: list[dict[str, Any]]) -> tuple[str, str]:
                                                           "max_width": 512}}
     with session_scope(url) as session:
         key = create_key(session, "bench")
-        job, _ = crud.create_job(session, owner="bench", spec=spec, max_attempts=3)
-        assert crud.claim_job(session, job.id, lease_owner="bench/1", worker="bench", lease_seconds=86_400)
+        job, _ = jobs.create_job(session, owner="bench", spec=spec, max_attempts=3)
+        assert jobs.claim_job(session, job.id, lease_owner="bench/1", worker="bench", lease_seconds=86_400)
     for row in rows:
         event = EpochEnd(epoch=row["epoch"], phase=row["phase"], train_loss=row["train_loss"],
                          val_accuracy=row["val_accuracy"], lr=row["lr"], params=row["params"], macs=row["macs"],
                          seconds=row["seconds"], units=[UnitStat(**unit) for unit in row["units"]])
         with session_scope(url) as session:
-            assert crud.record_epoch(session, job.id, lease_owner="bench/1", lease_seconds=86_400, epoch=event)
+            assert jobs.record_epoch(session, job.id, lease_owner="bench/1", lease_seconds=86_400, epoch=event)
     return key, str(job.id)
 
 
@@ -99,7 +99,7 @@ def measure_job_page(folder: Path, rows: list[dict[str, Any]], *, loads: int) ->
     from selenium.webdriver.support.ui import WebDriverWait
 
     from app.cli.server import free_port
-    from worker.db.migrate import upgrade
+    from worker.store.migrate import upgrade
 
     url = f"sqlite:///{folder / 'netgrow.db'}"
     upgrade(url)

@@ -323,15 +323,13 @@ def compare_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+@talks_to_server
 def plot_jobs(args: argparse.Namespace) -> int:
     """The server half of `netgrow plot`: arguments are job ids, the server draws."""
     from app.cli.plot import plot_jobs as download
 
-    try:
-        with _client(args) as client:
-            return download(client, args.items, args)
-    except (ApiError, httpx.HTTPError) as exc:
-        return _fail(exc)
+    with _client(args) as client:
+        return download(client, args.items, args)
 
 
 def print_job(job: dict[str, Any]) -> None:

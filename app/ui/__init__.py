@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +58,10 @@ def load_examples(folder: Path = EXAMPLES_DIR) -> dict[str, Any]:
 
 
 def dashboard_meta() -> dict[str, Any]:
-    from app.schemas import JobStatus
     from growth.spec import METHODS
+    from worker.store.models import JobStatus
 
-    return {"statuses": list(typing.get_args(JobStatus)), "methods": list(METHODS), "examples": load_examples()}
+    return {"statuses": [status.value for status in JobStatus], "methods": list(METHODS), "examples": load_examples()}
 
 
 router = APIRouter(include_in_schema=False)

@@ -78,14 +78,14 @@ def test_the_comparison_chart_draws_the_finished_jobs(finished_jobs: tuple[httpx
 
 def test_a_running_jobs_plots_grow_with_its_history(queue_api: LiveApi) -> None:
     """No worker runs here: the job's epochs are recorded through the job store's own write path."""
-    from worker import crud
-    from worker.db.session import session_scope
+    from worker.store import jobs
+    from worker.store.session import session_scope
 
     client = queue_api.user("carol")
     job_id = client.post("/v1/jobs", json=smoke_spec()).json()["id"]
     url = queue_api.settings.database_url
     with session_scope(url) as session:
-        assert crud.claim_job(session, uuid.UUID(job_id), lease_owner="test/1", worker="test", lease_seconds=600)
+        assert jobs.claim_job(session, uuid.UUID(job_id), lease_owner="test/1", worker="test", lease_seconds=600)
 
     def record(epoch: int, widths: tuple[int, int], grew: tuple[int, int] = (0, 0)) -> None:
         units = [UnitStat(name, width, width // 2, 0.5, extra) for name, width, extra in
@@ -95,7 +95,7 @@ def test_a_running_jobs_plots_grow_with_its_history(queue_api: LiveApi) -> None:
                                        spec={"family": "vgg", "layers": [w + g for w, g in zip(widths, grew)]})
                    ] if any(grew) else []
         with session_scope(url) as session:
-            assert crud.record_epoch(session, uuid.UUID(job_id), lease_owner="test/1", lease_seconds=600,
+            assert jobs.record_epoch(session, uuid.UUID(job_id), lease_owner="test/1", lease_seconds=600,
                                      changes=changes, epoch=EpochEnd(
                                          epoch=epoch, phase="grow", train_loss=1.0 / (epoch + 1), val_accuracy=0.5,
                                          lr=0.1, params=100 + epoch, macs=1000, seconds=0.1, units=units))

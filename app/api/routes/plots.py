@@ -12,10 +12,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from fastapi.responses import Response
 
-from app import crud, plots
+from app import plots, queries
 from app.api.deps import CurrentOwner, OwnedJob, SessionDep
 from app.api.routes.compare import IDS_PATTERN, MAX_JOBS, parse_ids
 from app.schemas import ErrorBody, ValidationErrorBody
+from worker.store.models import JobStatus
 
 router = APIRouter(tags=["plots"])
 
@@ -47,8 +48,8 @@ def job_plot(
     format: Annotated[PlotFormat, Path(description="svg or png.")],
 ) -> Response:
     """The job's width timeline, selection heatmap or training curves, drawn from its stored history."""
-    rows = crud.history(session, job.id)
-    changes = crud.architecture_changes(session, job.id)
+    rows = queries.history(session, job.id)
+    changes = queries.architecture_changes(session, job.id)
     try:
         history = plots.read_history(job.method, rows, changes, spec=job.spec, where="stored history")
     except plots.PlotInputError as exc:  # stored by a worker, not sent by the caller: report it as a conflict
@@ -75,11 +76,12 @@ def compare_plot(
 ) -> Response:
     """The comparison chart of finished jobs: the picture behind Tables 4 and 5."""
     job_ids = parse_ids(ids)
-    jobs = crud.get_jobs(session, job_ids, owner)
+    jobs = queries.get_jobs(session, job_ids, owner)
     missing = [str(job_id) for job_id in job_ids if job_id not in jobs]
     if missing:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {', '.join(missing)}")
-    unfinished = [f"{job_id} ({jobs[job_id].status})" for job_id in job_ids if jobs[job_id].status != "succeeded"]
+    unfinished = [f"{job_id} ({jobs[job_id].status})" for job_id in job_ids
+                  if jobs[job_id].status != JobStatus.SUCCEEDED]
     if unfinished:
         raise HTTPException(status.HTTP_409_CONFLICT, f"only succeeded jobs can be compared: {', '.join(unfinished)}")
     try:
