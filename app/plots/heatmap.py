@@ -36,7 +36,7 @@ def heatmap(history: RunHistory) -> Figure:
     image = axes.imshow(ratio, cmap=colormap, vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest",
                         extent=extent, gid="ratio")
     axes.set_yticks(range(len(history.units)), labels=history.units)
-    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)
     box = axes.get_position()
     colorbar_axes = figure.add_axes((box.x1 + 0.15 / width, box.y0, 0.14 / width, box.height))
     colorbar = figure.colorbar(image, cax=colorbar_axes)

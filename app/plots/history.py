@@ -82,7 +82,8 @@ class RunHistory:
         """A short line naming the run: method, model family, dataset, epochs."""
         model = self.spec.get("model") or {}
         data = self.spec.get("data") or {}
-        parts = [self.method, model.get("family"), data.get("name"), f"{len(self.epochs)} epochs"]
+        count = len(self.epochs)
+        parts = [self.method, model.get("family"), data.get("name"), f"{count} epoch{'' if count == 1 else 's'}"]
         return " · ".join(str(part) for part in parts if part)
 
 

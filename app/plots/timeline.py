@@ -65,8 +65,8 @@ def timeline(history: RunHistory) -> Figure:
     _label_line_ends(axes, history)
     axes.set_xlim(history.epochs[0], history.epochs[-1] + 1)
     axes.set_ylim(bottom=0, top=max(1.0, float(np.nanmax(history.width_after, initial=0.0))) * 1.12)
-    axes.yaxis.get_major_locator().set_params(integer=True)
-    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.yaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)
+    axes.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)
     # The legends stand in the figure's right margin, which was sized for them.
     x = 1 - (side + 0.1) / width
     figure.legend(handles=unit_handles, title="unit", loc="upper left", bbox_to_anchor=(x, 1 - 0.3 / height),
