@@ -52,7 +52,7 @@ __all__ = ["FUSED_DTYPES", "fused_dessilbi", "fused_supported", "interpreting"]
 
 FUSED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # The group prox divides by max(‖V_g‖, NORM_FLOOR) (growth.optim.prox.NORM_FLOOR): zero groups give 0, not NaN.
-NORM_FLOOR = 1e-12
+NORM_FLOOR = tl.constexpr(1e-12)
 # A filter up to this many weights is processed in one block, in registers (VGG16's widest: 512·3·3 = 4608).
 MAX_SINGLE_BLOCK = 8192
 # Longer filters are walked in blocks of this size.
@@ -245,7 +245,7 @@ def fused_dessilbi(
     for i, p in enumerate(params):
         if p.numel():
             groups.setdefault((p.device, p.dtype), []).append(i)
-    scalars = (kappa * lr, lr / nu, 1.0 / nu, lam, kappa, momentum, weight_decay)
+    scalars = tuple(float(x) for x in (kappa * lr, lr / nu, 1.0 / nu, lam, kappa, momentum, weight_decay))
     for (device, dtype), indices in groups.items():
         rows = [_Row(params[i], _matching(grads[i], params[i]), momentum_buffers[i], vs[i], gammas[i])
                 for i in indices]
@@ -274,15 +274,14 @@ class _Row:
         self.lifted = v is not None
         if self.lifted and w.ndim < 2:
             raise ValueError(f"only weights with ndim >= 2 are lifted, got shape {tuple(w.shape)}")
-        if not w.is_non_overlapping_and_dense():
+        if not _dense(w):
             raise ValueError(f"the fused DessiLBI step needs dense parameters; got strides {w.stride()} "
                              f"for shape {tuple(w.shape)}")
         if self.lifted and w.ndim >= 3 and w.shape[0] > 1 and w.stride(0) != w.numel() // w.shape[0]:
             raise ValueError(f"a conv weight's output filters must each be one block of memory for the fused "
                              f"step (dim 0 outermost); got strides {w.stride()} for shape {tuple(w.shape)}")
         for name, t in (("momentum_buffer", b), ("v", v), ("gamma", gamma)):
-            if t is not None and (t.shape != w.shape or t.stride() != w.stride() or t.dtype != w.dtype
-                                  or t.device != w.device):
+            if t is not None and (not _same_layout(t, w) or t.dtype != w.dtype or t.device != w.device):
                 raise ValueError(
                     f"DessiLBI state {name!r} (shape {tuple(t.shape)}, strides {t.stride()}, {t.dtype}) must have "
                     f"its parameter's shape, strides and dtype ({tuple(w.shape)}, {w.stride()}, {w.dtype}) for "
@@ -296,11 +295,26 @@ class _Row:
         return [self.g.data_ptr(), b, w, v, gamma]
 
 
+def _dense(t: Tensor) -> bool:
+    """Whether ``t``'s elements fill one block of memory, each once (a permutation of a contiguous layout)."""
+    expected = 1
+    for stride, size in sorted((st, n) for st, n in zip(t.stride(), t.shape) if n > 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _same_layout(a: Tensor, b: Tensor) -> bool:
+    """Same shape, and element i of the one is at the same offset as element i of the other."""
+    return a.shape == b.shape and all(sa == sb for sa, sb, n in zip(a.stride(), b.stride(), a.shape) if n > 1)
+
+
 def _matching(grad: Tensor, param: Tensor) -> Tensor:
     """``grad`` laid out like ``param`` (autograd usually does so already)."""
     if grad.shape != param.shape:
         raise ValueError(f"gradient of shape {tuple(grad.shape)} for a parameter of shape {tuple(param.shape)}")
-    if grad.stride() == param.stride() and grad.dtype == param.dtype:
+    if _same_layout(grad, param) and grad.dtype == param.dtype:
         return grad
     return torch.empty_like(param, memory_format=torch.preserve_format).copy_(grad)
 
