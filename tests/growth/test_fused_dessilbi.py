@@ -358,3 +358,148 @@ def test_state_dict_of_fused_state_round_trips() -> None:
     for a, b in zip([*straight.params, *straight.buffers, *straight.vs, *straight.gammas],
                     [*resumed.params, *resumed.buffers, *resumed.vs, *resumed.gammas], strict=True):
         assert torch.equal(a, b)
+
+
+# --------------------------------------------------------------------------------------
+# DessiLBI(fused=True): the optimizer around the kernels
+# --------------------------------------------------------------------------------------
+
+from test_dessilbi import NET_HYPER, TinyNet, data, tiny_net  # noqa: E402
+
+from growth import surgery  # noqa: E402
+from growth.models import build_model  # noqa: E402
+
+
+def train_float(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int, seed: int = 1) -> None:
+    dtype = next(model.parameters()).dtype
+    for k in range(steps):
+        x, y = data(seed + k)
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x.to(dtype)), y).backward()
+        optimizer.step()
+
+
+def assert_close_trajectory(a: tuple[nn.Module, DessiLBI], b: tuple[nn.Module, DessiLBI], **tolerance: float) -> None:
+    (model_a, opt_a), (model_b, opt_b) = a, b
+    for (name, pa), pb in zip(model_a.named_parameters(), model_b.parameters(), strict=True):
+        torch.testing.assert_close(pa.double(), pb.double(), **tolerance, msg=name)
+        assert set(opt_a.state[pa]) == set(opt_b.state[pb]), name
+        for key, value in opt_a.state[pa].items():
+            torch.testing.assert_close(value.double(), opt_b.state[pb][key].double(), **tolerance,
+                                       msg=f"{name} {key}")
+
+
+@pytest.mark.parametrize("extra", [
+    {"momentum": 0.9, "weight_decay": 1e-3},
+    {"momentum": 0.0, "weight_decay": 0.0},
+    {"momentum": 0.9, "weight_decay": 1e-3, "magnitude_scaling": True},
+], ids=["momentum+wd", "plain", "magnitude-routed"])
+def test_dessilbi_fused_follows_the_float64_reference(extra: dict) -> None:
+    reference = tiny_net()  # float64
+    reference_opt = DessiLBI(reference.param_groups(), foreach=False, **NET_HYPER, **extra)
+    train_float(reference, reference_opt, steps=5)
+    model = tiny_net().float()
+    optimizer = DessiLBI(model.param_groups(), fused=True, **NET_HYPER, **extra)
+    train_float(model, optimizer, steps=5)
+    assert_close_trajectory((reference, reference_opt), (model, optimizer), rtol=1e-4, atol=1e-5)
+    gammas = [optimizer.state[w]["gamma"] for w in (model.conv1.weight, model.conv2.weight)]
+    selected = sum(int((g.flatten(1) != 0).any(dim=1).sum()) for g in gammas)
+    assert 0 < selected < sum(g.shape[0] for g in gammas), "a partial support, else the prox is barely tested"
+
+
+def test_magnitude_scaling_groups_take_the_foreach_path_exactly() -> None:
+    runs = []
+    for options in ({"fused": True}, {"foreach": True}):
+        model = tiny_net().float()
+        optimizer = DessiLBI(model.param_groups(), magnitude_scaling=True, **NET_HYPER, **options)
+        train_float(model, optimizer, steps=3)
+        runs.append((model, optimizer))
+    assert_close_trajectory(runs[0], runs[1], rtol=0, atol=0)
+
+
+def test_dessilbi_fused_state_dict_round_trip() -> None:
+    """Saved after 3 fused steps, loaded into a fresh optimizer: the same 3 next steps as straight through.
+
+    Loaded into a foreach optimizer instead, the state is the same format and the steps agree to rounding.
+    """
+    hyper = {**NET_HYPER, "momentum": 0.9, "weight_decay": 1e-3}
+    straight = tiny_net().float()
+    straight_opt = DessiLBI(straight.param_groups(), fused=True, **hyper)
+    train_float(straight, straight_opt, steps=6)
+
+    first = tiny_net().float()
+    first_opt = DessiLBI(first.param_groups(), fused=True, **hyper)
+    train_float(first, first_opt, steps=3)
+    buffer = io.BytesIO()
+    torch.save({"model": first.state_dict(), "optimizer": first_opt.state_dict()}, buffer)
+    for options, tolerance in (({"fused": True}, {"rtol": 0, "atol": 0}),
+                               ({"foreach": True}, {"rtol": 1e-5, "atol": 1e-6})):
+        buffer.seek(0)
+        saved = torch.load(buffer, weights_only=True)
+        resumed = tiny_net(seed=123).float()
+        resumed.load_state_dict(saved["model"])
+        resumed_opt = DessiLBI(resumed.param_groups(), **NET_HYPER, **options)
+        resumed_opt.load_state_dict(saved["optimizer"])
+        for group in resumed_opt.param_groups:  # the file's options, then the ones this test asks for
+            group.update(fused=options.get("fused"), foreach=options.get("foreach"))
+        train_float(resumed, resumed_opt, steps=3, seed=4)
+        assert_close_trajectory((straight, straight_opt), (resumed, resumed_opt), **tolerance)
+
+
+def test_widening_in_place_keeps_the_fused_step_going() -> None:
+    """Surgery on a channels_last model under DessiLBI(fused=True): same as the foreach path after it."""
+    spec = {"family": "vgg", "in_channels": 3, "num_classes": 4, "layers": [6, "M", 5], "classifier": [],
+            "input_size": 6}
+    runs = []
+    for options in ({"fused": True}, {"foreach": True}):
+        model = build_model(spec, generator=torch.Generator().manual_seed(0)).to(memory_format=torch.channels_last)
+        optimizer = DessiLBI(model.param_groups(), lr=0.1, nu=1.0, lam=0.1, weight_decay=1e-4, **options)
+        for k in range(4):
+            if k == 2:
+                surgery.widen_units(model, optimizer, {"conv1": 9, "conv2": 7}, generator=torch.Generator().manual_seed(1))
+            g = torch.Generator().manual_seed(10 + k)
+            x = torch.randn(4, 3, 6, 6, generator=g).contiguous(memory_format=torch.channels_last)
+            y = torch.randint(0, 4, (4,), generator=g)
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+        runs.append((model, optimizer))
+    model, optimizer = runs[0]
+    conv = model.unit("conv1").producers[0][0].weight
+    assert conv.shape[0] == 9 and conv.is_contiguous(memory_format=torch.channels_last)
+    assert optimizer.state[conv]["gamma"].is_contiguous(memory_format=torch.channels_last)
+    assert_close_trajectory(runs[0], runs[1], rtol=1e-4, atol=1e-6)
+
+
+def test_fused_requests_that_cannot_run_are_clear_errors() -> None:
+    with pytest.raises(RuntimeError, match="cannot be `True` together"):
+        DessiLBI([nn.Parameter(torch.zeros(2, 2))], lr=0.1, fused=True, foreach=True)
+    with pytest.raises(RuntimeError, match="float32, bfloat16 or float16"):
+        DessiLBI([nn.Parameter(torch.zeros(2, 2, dtype=torch.float64))], lr=0.1, fused=True)
+
+
+def test_cpu_parameters_never_take_the_fused_path_by_default() -> None:
+    """fused=None on the CPU keeps the multi-tensor path, even where the interpreter could run the kernels,
+    and growth trains without Triton at all (its import blocked); fused=True then says what is missing."""
+    code = (
+        "import sys, torch\n"
+        "if sys.argv[1] == 'no-triton':\n"
+        "    sys.modules['triton'] = None  # makes `import triton` fail\n"
+        "from growth.optim.dessilbi import DessiLBI\n"
+        "p = torch.nn.Parameter(torch.randn(4, 3, 3, 3)); o = DessiLBI([p], lr=0.1)\n"
+        "p.grad = torch.ones_like(p); o.step()\n"
+        "assert 'growth.optim._fused_dessilbi' not in sys.modules, 'the fused kernels were loaded'\n"
+        "assert o.state[p]['gamma'].shape == p.shape\n"
+        "if sys.argv[1] == 'no-triton':\n"
+        "    try:\n"
+        "        DessiLBI([p], lr=0.1, fused=True)\n"
+        "    except RuntimeError as err:\n"
+        "        assert 'needs Triton' in str(err), err\n"
+        "    else:\n"
+        "        raise AssertionError('fused=True without Triton did not fail')\n"
+    )
+    for mode, interpret in (("interpreter-available", "1"), ("no-triton", "0")):
+        env = {**os.environ, "TRITON_INTERPRET": interpret}
+        done = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, env=env,
+                              timeout=300, cwd=Path(__file__).resolve().parents[2])
+        assert done.returncode == 0, f"{mode}: {done.stderr[-3000:]}"
