@@ -205,3 +205,65 @@ def test_evaluate_under_autocast_and_channels_last_agrees_with_fp32() -> None:
     plain = evaluate(model, x, y)
     assert evaluate(model, x, y, precision=Precision("bf16", "cpu"), channels_last=True) == pytest.approx(plain,
                                                                                                       abs=0.1)
+
+
+# -- the job spec: train.precision and train.channels_last -----------------------------------------
+
+
+import growth  # noqa: E402
+from growth.errors import Interrupted, SpecError  # noqa: E402
+from growth.spec import parse_spec  # noqa: E402
+from growth_specs import tiny_spec  # noqa: E402
+
+
+def test_spec_fields_default_validate_and_appear_in_the_schema() -> None:
+    from app.schemas import job_spec_schema
+
+    train = parse_spec(tiny_spec()).to_dict()["train"]
+    assert train["precision"] == "fp32" and train["channels_last"] is False
+    assert parse_spec(tiny_spec(train={"precision": "bf16", "channels_last": True})).train.precision == "bf16"
+    for bad, field in (({"precision": "half"}, "train.precision"), ({"precision": 16}, "train.precision"),
+                       ({"channels_last": "yes"}, "train.channels_last")):
+        with pytest.raises(SpecError) as err:
+            parse_spec(tiny_spec(train=bad))
+        assert err.value.field == field
+    assert "'fp32', 'bf16', 'fp16'" in str(pytest.raises(SpecError, parse_spec, tiny_spec(train={"precision": "x"})).value)
+    properties = job_spec_schema()["properties"]["train"]["properties"]
+    assert properties["precision"]["enum"] == ["fp32", "bf16", "fp16"]
+    assert properties["channels_last"]["type"] == "boolean"
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_a_growth_job_runs_and_resumes_under_mixed_precision_and_channels_last(tmp_path, precision: str) -> None:
+    """End to end on the CPU: the network grows in place, and a resumed run (fp16: loss scale restored from
+    the checkpoint) repeats the uninterrupted one exactly."""
+    spec = tiny_spec(train={"precision": precision, "channels_last": True},
+                     growth={"every": 1, "threshold": 0.25, "finetune_epochs": 1},
+                     data={"channels": 3})
+    full = growth.run(spec, checkpoint_dir=tmp_path / "full")
+    assert full["events"], "the scenario must grow"
+    assert full["spec"]["train"]["precision"] == precision
+    batches = 0
+
+    def stop_in_epoch_three() -> bool:
+        nonlocal batches
+        batches += 1
+        return batches > 2 * 6 + 2
+
+    with pytest.raises(Interrupted):
+        growth.run(spec, checkpoint_dir=tmp_path / "cut", should_stop=stop_in_epoch_three)
+    latest = sorted((tmp_path / "cut").glob("epoch-*.pt"))[-1]
+    saved = torch.load(latest, weights_only=True)
+    if precision == "fp16":
+        assert saved["precision"]["scale"] > 0, "the loss scale is checkpointed"
+    # the run trained channels_last weights (and state), also after growing; checkpoints keep the strides
+    convs = {k: v for k, v in saved["model"].items() if v.ndim == 4}
+    assert convs and all(not v.is_contiguous() and is_channels_last(v) for v in convs.values())
+    states = [s for s in saved["optimizer"]["state"].values() if "v" in s and s["v"].ndim == 4]
+    assert states and all(is_channels_last(s["v"]) and not s["v"].is_contiguous() for s in states)
+    assert all(s["v"].dtype == torch.float32 for s in states)
+    resumed = growth.run(spec, checkpoint_dir=tmp_path / "cut", resume_from=latest)
+    drop = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in resumed["history"]] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in full["history"]]
+    assert resumed["final"]["test_accuracy"] == full["final"]["test_accuracy"]
