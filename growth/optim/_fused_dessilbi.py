@@ -333,8 +333,14 @@ def _table(rows: list[_Row], lengths: list[int], programs: list[int], device: to
         values.extend(row.addresses())
         values.extend((length, start, int(row.lifted)))
         start += count
-    table = torch.tensor(values, dtype=torch.int64)
-    return _to_device(table, device)
+    return _device_table(tuple(values), device)
+
+
+@functools.lru_cache(maxsize=32)
+def _device_table(values: tuple[int, ...], device: torch.device) -> Tensor:
+    """The int64 table on ``device``; in steady state the caching allocator hands back the same
+    addresses every step, so the copy to the device happens once, not per step."""
+    return _to_device(torch.tensor(values, dtype=torch.int64), device)
 
 
 def _to_device(table: Tensor, device: torch.device) -> Tensor:
