@@ -221,6 +221,8 @@ def _section_schema(section: type) -> dict[str, Any]:
             schema["exclusiveMinimum" if lo_open else "minimum"] = lo
         if hi is not None:
             schema["exclusiveMaximum" if hi_open else "maximum"] = hi
+        if field.metadata.get("choices"):
+            schema["enum"] = list(field.metadata["choices"])
         if field.metadata.get("hint"):
             schema["description"] = field.metadata["hint"]
         properties[field.name] = schema

@@ -24,7 +24,7 @@ from .events import ArchitectureChanged, CheckpointWritten, EpochEnd, Event, Fin
 from .methods import METHODS, Change, Method, RunContext
 from .models import build_model
 from .spec import JobSpec, input_shape_of, parse_spec
-from .training import resolve_device, set_lr, train_epoch
+from .training import Precision, resolve_device, set_lr, train_epoch
 
 EventHandler = Callable[[Event], None]
 
@@ -86,7 +86,7 @@ def _run(
         x, y = ctx.splits.train
         loss = train_epoch(ctx.model, ctx.optimizer, x, y, batch_size=job.train.batch_size,
                            shuffle=ctx.shuffle_rng, augmenter=ctx.augment_rng, epoch=epoch,
-                           should_stop=should_stop)
+                           should_stop=should_stop, precision=ctx.precision, channels_last=ctx.channels_last)
         method.before_evaluation(ctx)
         val_accuracy = ctx.evaluate()
         stats = ctx.unit_stats()
@@ -127,6 +127,10 @@ def _build(job: JobSpec, method: Method, state: dict[str, Any] | None) -> RunCon
     model_spec = state["model_spec"] if state is not None else job.model
     # A generator of its own: the caller's global RNG is neither used nor disturbed.
     model = build_model(model_spec, generator=generator(0, cpu)).to(device)
+    if job.train.channels_last:
+        # before the optimizer exists: its state is created in the parameters' memory format
+        model = model.to(memory_format=torch.channels_last)
+    precision = Precision(job.train.precision, device)
     groups = model.param_groups()
     if state is not None:
         model.load_state_dict(state["model"])
@@ -138,8 +142,9 @@ def _build(job: JobSpec, method: Method, state: dict[str, Any] | None) -> RunCon
     ctx = RunContext(spec=job, model=model, optimizer=optimizer, splits=splits, device=device,
                      input_shape=input_shape_of(job.data), shuffle_rng=generator(1, cpu),
                      augment_rng=generator(2, device) if job.data.get("augment") else None,
-                     init_rng=generator(3, cpu))
+                     init_rng=generator(3, cpu), precision=precision, channels_last=job.train.channels_last)
     if state is not None:
+        precision.load_state_dict(state.get("precision", {}))
         ctx.shuffle_rng.set_state(state["rng"]["shuffle"])
         ctx.init_rng.set_state(state["rng"]["init"])
         if ctx.augment_rng is not None:
@@ -175,6 +180,7 @@ def _snapshot(ctx: RunContext, method: Method, next_epoch: int, elapsed: float) 
         "epoch": next_epoch,
         "elapsed": elapsed,
         "method": method.state_dict(),
+        "precision": ctx.precision.state_dict(),  # the fp16 loss scale
         "history": ctx.history,
         "changes": ctx.changes,
     }

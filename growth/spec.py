@@ -27,6 +27,11 @@ def _bounded(lo: float | None = None, hi: float | None = None, *, lo_open: bool 
     return {"bounds": (lo, hi, lo_open, hi_open), "hint": hint}
 
 
+def _one_of(*choices: str, hint: str = "") -> dict[str, Any]:
+    """A string field that takes one of ``choices`` (checked by ``parse_spec``, an ``enum`` in the schema)."""
+    return {"choices": choices, "hint": hint}
+
+
 @dataclass
 class TrainSpec:
     epochs: int = field(default=60, metadata=_bounded(1, hint="the number of (growing) epochs, e.g. 60"))
@@ -38,6 +43,9 @@ class TrainSpec:
     lr_gamma: float = field(default=0.1, metadata=_bounded(0, 1, lo_open=True))
     device: str = "auto"
     checkpoint_every: int = field(default=1, metadata=_bounded(1))
+    precision: str = field(default="fp32", metadata=_one_of(
+        "fp32", "bf16", "fp16", hint="autocast of forward passes; weights and optimizer state stay float32"))
+    channels_last: bool = field(default=False, metadata={"hint": "channels_last memory format for conv weights"})
 
     def check(self, path: str) -> None:
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
@@ -243,6 +251,9 @@ def _section(cls: type, raw: Any, path: str) -> Any:
     for name, value in raw.items():
         where = f"{path}.{name}"
         values[name] = _coerce(value, hints[name], where)
+        choices = fields[name].metadata.get("choices")
+        if choices is not None and values[name] not in choices:
+            raise SpecError(where, f"must be one of {', '.join(map(repr, choices))}, got {values[name]!r}")
         bounds = fields[name].metadata.get("bounds")
         if bounds is not None and isinstance(values[name], (int, float)) and not isinstance(values[name], bool):
             lo, hi, lo_open, hi_open = bounds

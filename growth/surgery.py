@@ -210,7 +210,12 @@ def _resize_batch_norm(bn: nn.BatchNorm2d, optimizer: Optimizer | None, out: _Re
 
 
 def _resized(old: Tensor, out: _Resize | None, in_: _Resize | None) -> Tensor:
-    """A new tensor: the kept entries of ``old`` (dims 0 and 1) followed by zeros for the added ones."""
+    """A new tensor: the kept entries of ``old`` (dims 0 and 1) followed by zeros for the added ones.
+
+    It has ``old``'s dtype, device and memory format (a channels_last conv weight
+    and its optimizer state stay channels_last).
+    """
+    layout = _memory_format(old)
     kept = old
     if out is not None and out.keep is not None:
         kept = kept.index_select(0, out.keep.to(old.device))
@@ -219,12 +224,12 @@ def _resized(old: Tensor, out: _Resize | None, in_: _Resize | None) -> Tensor:
     add_out = out.add if out is not None else 0
     add_in = in_.add if in_ is not None else 0
     if not add_out and not add_in:
-        return kept
+        return kept.contiguous(memory_format=layout)
     shape = list(kept.shape)
     shape[0] += add_out
     if add_in:
         shape[1] += add_in
-    new = kept.new_empty(shape)
+    new = torch.empty(shape, dtype=kept.dtype, device=kept.device, memory_format=layout)
     rows = kept.shape[0]
     if add_in:
         cols = kept.shape[1]
@@ -234,6 +239,13 @@ def _resized(old: Tensor, out: _Resize | None, in_: _Resize | None) -> Tensor:
         new[:rows].copy_(kept)
     new[rows:].zero_()
     return new
+
+
+def _memory_format(t: Tensor) -> torch.memory_format:
+    """channels_last for a 4-D tensor stored that way (and not also plainly contiguous), else contiguous."""
+    if t.ndim == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def _replace(

@@ -28,7 +28,7 @@ from ..data import Splits
 from ..errors import ArgumentError, SpecError
 from ..events import UnitStat
 from ..optim.structure import selected_per_unit
-from ..training import evaluate
+from ..training import Precision, evaluate
 
 
 @dataclass
@@ -54,10 +54,13 @@ class RunContext:
     init_rng: torch.Generator
     history: list[dict[str, Any]] = field(default_factory=list)
     changes: list[dict[str, Any]] = field(default_factory=list)
+    precision: Precision = field(default_factory=Precision)  # train.precision: autocast, loss scaling
+    channels_last: bool = False  # train.channels_last: the model's conv weights and its batches
 
     def evaluate(self, model: nn.Module | None = None, split: str = "val") -> float:
         x, y = getattr(self.splits, split)
-        return evaluate(model if model is not None else self.model, x, y)
+        return evaluate(model if model is not None else self.model, x, y, precision=self.precision,
+                        channels_last=self.channels_last)
 
     def unit_stats(self) -> list[UnitStat]:
         """Width and selected filters of every unit (see ``growth.optim.structure``), one host sync."""

@@ -230,13 +230,15 @@ class ResNet(GrowableNet):
     def append_block(self, stage_index: int, generator: torch.Generator | None = None) -> BasicBlock:
         """Append a Kaiming-initialised basic block to a stage; its inner width copies the last block's.
 
-        The new block lives on the stage's device and dtype. Optimizer bookkeeping is
-        :func:`growth.surgery.add_block`'s job.
+        The new block lives on the stage's device and dtype, in its memory format
+        (channels_last or not). Optimizer bookkeeping is :func:`growth.surgery.add_block`'s job.
         """
         stage = self.stages[stage_index]
         reference = stage.blocks[-1].conv1.weight
         block = BasicBlock(stage.width, stage.blocks[-1].conv1.out_channels, stage.width, 1, project=False)
-        block.to(device=reference.device, dtype=reference.dtype)
+        channels_last = not reference.is_contiguous() and reference.is_contiguous(memory_format=torch.channels_last)
+        block.to(device=reference.device, dtype=reference.dtype,
+                 memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         initialize(block, generator)
         stage.blocks.append(block)
         return block

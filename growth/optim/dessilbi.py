@@ -26,6 +26,7 @@ from torch.optim.optimizer import Optimizer, ParamsT, _default_to_fused_or_forea
 from torch.utils.weak import WeakIdKeyDictionary
 
 from growth.optim._common import check_argument, closure_loss, params_with_grad, use_foreach
+from growth.optim._triton import check_fused_request, default_to_fused, fused_kernels
 from growth.optim.prox import NORM_FLOOR, group_norms, group_soft_threshold, is_grouped
 
 __all__ = ["DessiLBI", "dessilbi"]
@@ -100,6 +101,14 @@ class DessiLBI(Optimizer):
         foreach: use the multi-tensor implementation; None picks it wherever
             torch has foreach kernels, CPU included (it is the faster path on
             CPU too, unlike torch.optim's default).
+        fused: use the fused Triton kernels (``growth.optim._fused_dessilbi``:
+            each tensor read and written once). None picks them for CUDA
+            parameters when Triton imports, like torch.optim's defaults; the
+            multi-tensor path is the fallback. True asks for them: CUDA tensors,
+            or CPU tensors when ``TRITON_INTERPRET=1`` was set before Triton was
+            imported (Triton's interpreter, for tests). Groups with
+            ``magnitude_scaling=True`` always take the multi-tensor path (its
+            per-layer counts are not fused).
 
     Example:
         >>> # xdoctest: +SKIP
@@ -123,8 +132,11 @@ class DessiLBI(Optimizer):
         beta_min: float = 0.01,
         *,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         _check_hyperparameters(lr, kappa, nu, lam, momentum, weight_decay, beta_min)
+        if fused and foreach:
+            raise RuntimeError("DessiLBI: `fused` and `foreach` cannot be `True` together")
         defaults = {
             "lr": lr,
             "kappa": kappa,
@@ -136,9 +148,12 @@ class DessiLBI(Optimizer):
             "beta_min": beta_min,
             "structural": True,
             "foreach": foreach,
+            "fused": fused,
         }
         super().__init__(params, defaults)
         self._scratch: Scratch = WeakIdKeyDictionary()
+        if fused:
+            check_fused_request([p for group in self.param_groups for p in group["params"]])
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         # A group may override any hyper-parameter: check what it will really train with, so that
@@ -156,6 +171,7 @@ class DessiLBI(Optimizer):
             group.setdefault("beta_min", 0.01)
             group.setdefault("structural", True)
             group.setdefault("foreach", None)
+            group.setdefault("fused", None)
 
     def _init_group(
         self,
@@ -210,6 +226,7 @@ class DessiLBI(Optimizer):
                 magnitude_scaling=group["magnitude_scaling"],
                 beta_min=group["beta_min"],
                 foreach=group["foreach"],
+                fused=group["fused"],
                 scratch=self._scratch,
             )
 
@@ -264,6 +281,7 @@ def dessilbi(
     magnitude_scaling: bool = False,
     beta_min: float = 0.01,
     foreach: bool | None = None,
+    fused: bool | None = None,
     scratch: Scratch | None = None,
 ) -> None:
     """Functional DessiLBI step; see :class:`DessiLBI` for the update.
@@ -271,7 +289,17 @@ def dessilbi(
     ``vs[i]``/``gammas[i]`` are None for parameters that are not lifted (they
     take the plain momentum step). ``momentum_buffers`` entries that are None
     are created here (the list is updated in place, as in ``torch.optim.sgd``).
+    ``fused`` as in :class:`DessiLBI`; magnitude scaling is never fused.
     """
+    if fused is None:
+        fused = foreach is None and not magnitude_scaling and default_to_fused(params)
+    if fused and not magnitude_scaling:
+        check_fused_request(params)
+        kernels = fused_kernels()
+        assert kernels is not None  # check_fused_request raised otherwise
+        kernels.fused_dessilbi(params, grads, momentum_buffers, vs, gammas, lr=lr, kappa=kappa, nu=nu, lam=lam,
+                               momentum=momentum, weight_decay=weight_decay)
+        return
     func = _multi_tensor_dessilbi if use_foreach(foreach, params, on_cpu=True) else _single_tensor_dessilbi
     func(
         params,
