@@ -107,6 +107,8 @@ def _run(
 
     result = _result(ctx, method, epochs=epoch, wall_seconds=time.perf_counter() - started)
     if checkpoint_dir is not None:
+        # A run resumed from its last checkpoint trains no epoch, so no checkpoint created the folder.
+        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
         weights = Path(checkpoint_dir) / "final.pt"
         torch.save({k: v.detach().cpu().contiguous() for k, v in ctx.model.state_dict().items()}, weights)
         result["weights"] = str(weights)
