@@ -65,6 +65,9 @@ def check_limits(spec: JobSpec, settings: Settings) -> None:
                                     f"the synthetic data.samples / data.size")
 
     from growth.counting import count  # imports torch: only once the cheap checks have passed
+    from growth.preflight import check_runnable
+
+    check_runnable(spec)  # what the worker checks before it runs: the model builds and fits the data
 
     params = count(spec.model, input_shape_of(spec.data)).params
     if params > settings.max_params:

@@ -23,6 +23,7 @@ from .errors import SpecError
 from .events import ArchitectureChanged, CheckpointWritten, EpochEnd, Event, Finished, UnitStat
 from .methods import METHODS, Change, Method, RunContext
 from .models import build_model
+from .preflight import check_runnable
 from .spec import JobSpec, input_shape_of, parse_spec
 from .training import resolve_device, set_lr, train_epoch
 
@@ -54,6 +55,7 @@ def _run(
     should_stop: Callable[[], bool] | None,
 ) -> dict[str, Any]:
     job = parse_spec(spec)
+    check_runnable(job)  # what the service checks at submission, before any data is loaded
     emit = on_event or (lambda event: None)
     method: Method = METHODS[job.method](job)
     state = ckpt.load(resume_from) if resume_from is not None else None

@@ -171,7 +171,7 @@ def parse_spec(raw: Mapping[str, Any] | JobSpec) -> JobSpec:
     model = check.mapping(raw["model"], "model")
     # The data decide input channels and classes unless the model says otherwise.
     model.setdefault("in_channels", _data_channels(data))
-    model.setdefault("num_classes", _data_classes(data))
+    model.setdefault("num_classes", data_classes(data))
     model.setdefault("input_size", list(input_shape_of(data)[1:]))
     model = validate_model_spec(model)
     sections = {name: _section(cls, raw.get(name, {}), name) for name, cls in _SECTIONS.items()}
@@ -227,7 +227,8 @@ def dataset_bytes(data: Mapping[str, Any]) -> int:
     return (total + test) * channels * height * width * 4
 
 
-def _data_classes(data: Mapping[str, Any]) -> int:
+def data_classes(data: Mapping[str, Any]) -> int:
+    """The number of classes of the dataset a validated data spec names."""
     name = data["name"]
     if name == "synthetic":
         return int(data["num_classes"])

@@ -61,9 +61,21 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return await http_exception_handler(request, exc)
 
 
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     # FastAPI's own handler also echoes each invalid input back, which for a large
     # spec means the whole body; `loc`, `msg` and `type` say everything needed.
     assert isinstance(exc, RequestValidationError)
+    content_type = request.headers.get("content-type", "")
+    if any(error["loc"][:1] == ("body",) for error in exc.errors()) and not _is_json(content_type):
+        # FastAPI reads a body of another media type as no JSON at all, and says only that
+        # the body is not an object: name the header that caused it.
+        sent = f"got {content_type!r}" if content_type else "none was sent"
+        return JSONResponse({"detail": f"Content-Type must be application/json ({sent}): the body is a JSON "
+                                       "document"}, status_code=415)
     detail = [{"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]} for error in exc.errors()]
     return JSONResponse({"detail": detail}, status_code=422)
