@@ -8,10 +8,11 @@ checkpoint with the same history as an uninterrupted run.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import Tensor
@@ -46,6 +47,17 @@ def run(
                     should_stop=should_stop)
 
 
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """Run with ``threads`` intra-op CPU threads, and give the caller its own count back afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _run(
     spec: Mapping[str, Any] | JobSpec,
     on_event: EventHandler | None,
@@ -61,7 +73,15 @@ def _run(
     state = ckpt.load(resume_from) if resume_from is not None else None
     if state is not None and state["spec"] != job.to_dict():
         raise SpecError("resume_from", "the checkpoint belongs to a different spec; resume with the spec it was made from")
+    # The thread count is part of what makes a run reproducible: a resumed run keeps the one it started with.
+    recorded = (state or {}).get("environment", {}).get("threads")
+    threads = job.train.threads or recorded or torch.get_num_threads()
+    with _torch_threads(threads):
+        return _train(job, method, state, emit, checkpoint_dir=checkpoint_dir, should_stop=should_stop)
 
+
+def _train(job: JobSpec, method: Method, state: dict[str, Any] | None, emit: EventHandler, *,
+           checkpoint_dir: str | Path | None, should_stop: Callable[[], bool] | None) -> dict[str, Any]:
     ctx = _build(job, method, state)
     first_epoch = 0
     elapsed = 0.0
@@ -181,7 +201,14 @@ def _snapshot(ctx: RunContext, method: Method, next_epoch: int, elapsed: float) 
         "method": method.state_dict(),
         "history": ctx.history,
         "changes": ctx.changes,
+        "environment": environment(ctx),
     }
+
+
+def environment(ctx: RunContext) -> dict[str, Any]:
+    """What besides the spec decides a run's numbers: torch's CPU thread count, the device and the dtype."""
+    dtype = next((p.dtype for p in ctx.model.parameters()), torch.get_default_dtype())
+    return {"threads": torch.get_num_threads(), "device": ctx.device.type, "dtype": str(dtype).removeprefix("torch.")}
 
 
 def _result(ctx: RunContext, method: Method, *, epochs: int, wall_seconds: float) -> dict[str, Any]:
@@ -201,5 +228,6 @@ def _result(ctx: RunContext, method: Method, *, epochs: int, wall_seconds: float
         "events": ctx.changes,
         "epochs": epochs,
         "wall_seconds": wall_seconds,
+        "environment": environment(ctx),
         **method.result_extras(ctx),
     }
