@@ -6,15 +6,19 @@ that FastAPI uses for its own validation errors, so one error handler serves bot
 """
 from __future__ import annotations
 
+import logging
 import re
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from growth.errors import SpecError
+
+log = logging.getLogger(__name__)
 
 _PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
 
@@ -37,9 +41,26 @@ def spec_validation_error(exc: SpecError, kind: str = "spec_error") -> RequestVa
 # --- handlers -------------------------------------------------------------------------------
 
 
+# How long a client should wait before asking again while the database is unreachable: long enough
+# for a restart or a failover, short enough that nobody waits long after it is back.
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    # OperationalError: the server is unreachable or went away (connection refused, reset, timed out);
+    # InterfaceError: the driver's connection broke. Neither is the request's fault.
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(InterfaceError, _database_unavailable)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """503 with a reason and Retry-After, as a normal response: the connection stays open for the retry."""
+    log.warning("%s %s: the database is unreachable (%s)", request.method, request.url.path,
+                type(getattr(exc, "orig", exc)).__name__)
+    return JSONResponse({"detail": "the database is unreachable; nothing was changed, try again shortly"},
+                        status_code=503, headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
 
 
 def _allowed_methods(app: FastAPI, path: str) -> list[str]:

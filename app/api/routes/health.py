@@ -6,6 +6,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import SessionFactoryDep, SettingsDep
+from app.api.errors import DATABASE_RETRY_AFTER_SECONDS
 from app.schemas import Health, Readiness
 from worker.store.health import HEALTHY, check_broker, check_database
 
@@ -26,6 +27,7 @@ async def readyz(response: Response, sessions: SessionFactoryDep, settings: Sett
     ready = all(result in HEALTHY for result in checks.values())
     if not ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
     return Readiness(status="ready" if ready else "unavailable", checks=checks)
 
 
