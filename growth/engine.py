@@ -71,7 +71,9 @@ def _run(
     emit = on_event or (lambda event: None)
     method: Method = METHODS[job.method](job)
     state = ckpt.load(resume_from) if resume_from is not None else None
-    if state is not None and state["spec"] != job.to_dict():
+    # Both sides normalised by this version's parser: a checkpoint written before a field with a default
+    # was added (a rolling upgrade) still belongs to the same spec.
+    if state is not None and parse_spec(state["spec"]).to_dict() != job.to_dict():
         raise SpecError("resume_from", "the checkpoint belongs to a different spec; resume with the spec it was made from")
     # The thread count is part of what makes a run reproducible: a resumed run keeps the one it started with.
     recorded = (state or {}).get("environment", {}).get("threads")

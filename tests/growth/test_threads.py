@@ -58,3 +58,21 @@ def test_a_resumed_run_uses_the_thread_count_it_started_with(tmp_path: Path, pro
 
     assert timeless(resumed["history"]) == timeless(straight["history"])
     assert resumed["final"] == straight["final"]
+
+
+def test_a_checkpoint_written_before_a_defaulted_field_existed_still_resumes(tmp_path: Path) -> None:
+    """A rolling upgrade: the worker that resumes knows train.threads, the one that checkpointed did not.
+
+    Found by bench/soak.py: workers restarted on newer code failed such jobs with "the checkpoint belongs
+    to a different spec".
+    """
+    growth.run(spec(), checkpoint_dir=tmp_path / "a")
+    earlier = sorted((tmp_path / "a").glob("epoch-*.pt"))[0]
+    state = torch.load(earlier, weights_only=True)
+    del state["spec"]["train"]["threads"]
+    torch.save(state, earlier)
+    old_spec = state["spec"]
+    assert growth.run(old_spec, checkpoint_dir=tmp_path / "b", resume_from=earlier)["epochs"] == 3
+    with pytest.raises(SpecError) as caught:  # a checkpoint of another spec is still refused
+        growth.run({**old_spec, "seed": 2}, checkpoint_dir=tmp_path / "c", resume_from=earlier)
+    assert caught.value.field == "resume_from"
