@@ -31,7 +31,6 @@ def tiny(seed: int) -> dict:
             "train": {"epochs": 1, "batch_size": 32, "lr": 0.05}}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 fault 3: the fix follows")
 def test_a_database_outage_leaves_queued_messages_in_the_queue(settings_env, fresh_pg_url, redis_url,
                                                                 celery_workers, wait):
     url = make_url(fresh_pg_url)

@@ -44,8 +44,6 @@ def outcomes(log: str) -> list[str]:
     return re.findall(r"Task netgrow\.run_job\[[0-9a-f-]+\] succeeded in [0-9.e-]+s: '(\w+)'", log)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: the cut-off worker abandons its attempt at the first database "
-                                       "error instead of retrying until the lease check answers; the fix follows")
 def test_a_partitioned_worker_is_fenced_out_and_the_job_finishes_elsewhere_once(
         settings_env, fresh_pg_url, redis_url, celery_workers, wait):
     settings = settings_env(database_url=fresh_pg_url, broker_url=redis_url, lease_seconds=3,

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
         description="a job still queued this long after its id was last sent is sent again (the broker may "
                     "have lost the message); 0 means 5 * lease_seconds")
     max_attempts: int = Field(default=3, ge=1, description="runs of a job before it is marked failed")
+    # A worker cut off from PostgreSQL keeps trying its write (an epoch, the finish) this long before it
+    # abandons the attempt; a write that lands after the lease ran out is refused by the lease check.
+    # The claim of a new job waits for the database without limit: the message stays in the queue meanwhile.
+    database_wait_seconds: float = Field(default=600.0, gt=0,
+                                         description="how long a running job's worker retries a write while "
+                                                     "the database is unreachable")
     # Redis re-delivers a message still unacknowledged after this long (celery#5935), and with acks_late
     # a message stays unacknowledged while its job trains. The database claim turns a re-delivery into a
     # no-op, so this only keeps such no-ops rare; it never decides whether a job runs. Values below the
