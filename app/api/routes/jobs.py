@@ -29,6 +29,7 @@ from app.schemas import (
     JobRead,
     JobStatusName,
     ValidationErrorBody,
+    event_stream_schema,
     job_spec_schema,
 )
 from app.sse import job_event_stream
@@ -220,7 +221,8 @@ def read_architecture(job: OwnedJob) -> JobArchitecture:
 @router.get(
     "/{job_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"},
+                                                        "itemSchema": event_stream_schema()}},
                      "description": "`event: state|epoch|architecture`, `id:` the event's id, `data:` JSON; "
                                     "the stream ends after the terminal state event."}} | NOT_FOUND,
 )
