@@ -132,12 +132,20 @@ def producer_for(broker_url: str) -> Celery:
     return producer
 
 
-def send_run_job(job_id: uuid.UUID, settings: Settings | None = None) -> None:
-    """Put ``job_id`` on the queue; the message carries nothing else."""
+def send_run_job(job_id: uuid.UUID, settings: Settings | None = None, queue: str | None = None) -> None:
+    """Put ``job_id`` on its queue; the message carries nothing else.
+
+    ``queue``: the job's own (``jobs.queue``), looked up when not given, so a
+    re-send by any worker's reaper goes to the pool the job was sent to; this
+    process's ``NETGROW_QUEUE`` only for jobs stored without one.
+    """
     settings = settings or get_settings()
     if settings.broker_url is None:
         raise RuntimeError("NETGROW_BROKER_URL is not set: jobs run in the embedded runner (enqueue wakes it)")
-    producer_for(settings.broker_url).send_task(RUN_JOB_TASK, args=[str(job_id)], queue=settings.queue)
+    if queue is None:
+        with session_factory(settings.database_url)() as session:
+            queue = jobs.job_queue(session, job_id)
+    producer_for(settings.broker_url).send_task(RUN_JOB_TASK, args=[str(job_id)], queue=queue or settings.queue)
 
 
 def queue_depth(settings: Settings | None = None) -> int:

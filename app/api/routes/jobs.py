@@ -150,7 +150,7 @@ def submit_job(
     except SpecError as exc:
         raise spec_validation_error(exc, "limit_exceeded" if isinstance(exc, LimitExceeded) else "spec_error")
     job, created = jobs_store.create_job(session, owner=owner, spec=spec, max_attempts=settings.max_attempts,
-                                         idempotency_key=idempotency_key)
+                                         idempotency_key=idempotency_key, queue=settings.queue)
     if not created and not _same_spec(job.spec, spec.to_dict()):
         raise validation_error(["header", "Idempotency-Key"],
                                f"this key was already used for job {job.id} with a different spec; "
