@@ -65,6 +65,13 @@ class Settings(BaseSettings):
                                    description="float32 image bytes a job's data spec may load into memory")
     max_request_bytes: int = Field(default=1_000_000, ge=1)
     api_page_size_max: int = Field(default=200, ge=1)
+    # Per-owner limits (each API key's owner); a submission beyond one is answered 429.
+    max_active_jobs_per_owner: int = Field(default=50, ge=1, description="queued + running jobs per owner")
+    max_submissions_per_minute: int = Field(default=60, ge=1, description="new jobs per owner per minute")
+    max_artifact_bytes_per_owner: int = Field(default=50 << 30, ge=1,
+                                              description="checkpoint and weights bytes stored per owner")
+    metrics_token: str | None = Field(default=None, description="when set, GET /metrics needs "
+                                                                "'Authorization: Bearer <token>'")
 
     @model_validator(mode="after")
     def _fill_derived(self) -> Settings:

@@ -1,7 +1,13 @@
-"""Probes and metrics, outside /v1 and without authentication (for load balancers and Prometheus)."""
+"""Probes and metrics, outside /v1 and without API keys (for load balancers and Prometheus).
+
+/metrics takes its own token when ``NETGROW_METRICS_TOKEN`` is set: it shows
+every owner's job counts together.
+"""
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
+import hmac
+
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
@@ -33,8 +39,18 @@ async def readyz(response: Response, sessions: SessionFactoryDep, settings: Sett
 
 @router.get("/metrics", response_class=Response,
             responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
-                             "description": "Prometheus text format."}})
-async def metrics(request: Request) -> Response:
-    """Jobs by status, queue depth, epochs per second and request latencies (Prometheus)."""
+                             "description": "Prometheus text format."},
+                       401: {"description": "NETGROW_METRICS_TOKEN is set and the request does not carry it."}})
+async def metrics(request: Request, settings: SettingsDep) -> Response:
+    """Jobs by status, queue depth, epochs per second and request latencies (Prometheus).
+
+    With ``NETGROW_METRICS_TOKEN`` set, only for ``Authorization: Bearer <token>``.
+    """
+    if settings.metrics_token is not None:
+        sent = request.headers.get("authorization", "")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {settings.metrics_token}".encode()):
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "the metrics need 'Authorization: Bearer <token>' "
+                                                              "(NETGROW_METRICS_TOKEN)",
+                                headers={"WWW-Authenticate": 'Bearer realm="netgrow-metrics"'})
     body = await run_in_threadpool(generate_latest, request.app.state.metrics.registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
