@@ -105,7 +105,7 @@ class Stack:
     def start_worker(self, name: str) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"worker-{name}.log", "wb")  # noqa: SIM115 (kept open by the child)
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool=solo", "--concurrency=1",
+            [sys.executable, "-m", "celery", "-A", "worker.runners.celery_app", "worker", "--pool=solo", "--concurrency=1",
              f"--hostname={name}@soak", "--loglevel=INFO", "--without-gossip", "--without-mingle",
              "--without-heartbeat"],
             cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -10,7 +10,8 @@ import httpx
 import pytest
 from api_support import LiveApi, running_api, smoke_spec
 
-from worker.db import Artifact, session_factory
+from worker.store.models import Artifact
+from worker.store.session import session_factory
 
 pytestmark = pytest.mark.service
 

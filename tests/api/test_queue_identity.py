@@ -15,10 +15,11 @@ import redis
 from api_support import running_api, smoke_spec
 from sqlalchemy import update
 
-from worker import crud
-from worker.celery_app import send_run_job
-from worker.db import Job, session_factory, utcnow
-from worker.reaper import reap_once
+from worker.runners.reaper import reap_once
+from worker.store import jobs as jobs_store
+from worker.store.dispatch import send_run_job
+from worker.store.models import Job, utcnow
+from worker.store.session import session_factory
 
 pytestmark = pytest.mark.service
 
@@ -33,13 +34,13 @@ def test_a_reaper_of_another_pool_sends_a_lost_job_back_to_its_own_queue(setting
         assert broker.llen("gpu") == 1
         broker.delete("gpu")  # a GPU worker took the message ...
         with sessions() as session:
-            assert crud.claim_job(session, job_id, lease_owner="gpu0/a", worker="gpu0", lease_seconds=3)
+            assert jobs_store.claim_job(session, job_id, lease_owner="gpu0/a", worker="gpu0", lease_seconds=3)
             session.execute(update(Job).where(Job.id == job_id).values(
                 lease_expires_at=utcnow() - timedelta(seconds=1)))
             session.commit()  # ... and died
 
         cpu = gpu.model_copy(update={"queue": "cpu"})  # a worker of the CPU pool runs this reaper
-        scan = reap_once(cpu, lambda job_id: send_run_job(job_id, cpu))  # as worker.celery_app wires it
+        scan = reap_once(cpu, lambda job_id: send_run_job(job_id, cpu))  # as worker.runners.celery_app wires it
         assert scan.requeued == [job_id]
         assert (broker.llen("gpu"), broker.llen("cpu")) == (1, 0)
     finally:

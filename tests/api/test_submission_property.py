@@ -68,7 +68,7 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def server_settings(tmp_path_factory: pytest.TempPathFactory):
-    from worker.settings import Settings
+    from worker.store.settings import Settings
 
     folder = tmp_path_factory.mktemp("property")
     return Settings(artifact_dir=folder / "artifacts", data_dir=folder / "datasets",

@@ -12,7 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 import growth.checkpoint
-from worker import artifacts
+from worker.store import artifacts
 
 MODEL = {"family": "vgg", "in_channels": 1, "num_classes": 3, "layers": [4, "M", 4], "classifier": [],
          "batch_norm": True, "input_size": [8, 8]}

@@ -16,9 +16,10 @@ import redis
 from sqlalchemy import make_url
 
 from tests.tcp_proxy import TcpProxy
-from worker import crud
-from worker.db import Job, JobStatus, session_factory
-from worker.queue import enqueue
+from worker.store import jobs as jobs_store
+from worker.store.dispatch import enqueue
+from worker.store.models import Job, JobStatus
+from worker.store.session import session_factory
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
@@ -45,7 +46,7 @@ def test_a_database_outage_leaves_queued_messages_in_the_queue(settings_env, fre
         job_ids: list[uuid.UUID] = []
         for seed in range(5):
             with direct() as session:
-                job, _ = crud.create_job(session, owner="alice", spec=tiny(seed), max_attempts=3)
+                job, _ = jobs_store.create_job(session, owner="alice", spec=tiny(seed), max_attempts=3)
             job_ids.append(job.id)
             enqueue(job.id, settings)
         time.sleep(OUTAGE_SECONDS)  # the outage itself: the worker is idle and the database unreachable

@@ -22,10 +22,12 @@ from safetensors.torch import load_file
 from sqlalchemy import select
 
 import growth.checkpoint
-from worker import artifacts, crud
-from worker.db import Job, JobEpoch, JobEvent, JobStatus, session_factory
-from worker.jobs import Outcome, run_job
-from worker.reaper import reap_once
+from worker.runners.attempt import Outcome, run_job
+from worker.runners.reaper import reap_once
+from worker.store import artifacts
+from worker.store import jobs as jobs_store
+from worker.store.models import Job, JobEpoch, JobEvent, JobStatus
+from worker.store.session import session_factory
 
 pytestmark = pytest.mark.service
 
@@ -59,7 +61,7 @@ def sessions(settings):
 
 def new_job(sessions) -> uuid.UUID:
     with sessions() as session:
-        job, _ = crud.create_job(session, owner="alice", spec=spec(), max_attempts=3)
+        job, _ = jobs_store.create_job(session, owner="alice", spec=spec(), max_attempts=3)
     return job.id
 
 
@@ -81,13 +83,13 @@ def die_after(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, when: Call
 
 TOTAL = EPOCHS + 1
 BOUNDARIES: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
-    "claim": lambda mp: die_after(mp, crud, "claim_job", lambda n, kw: True),
-    "first epoch": lambda mp: die_after(mp, crud, "record_epoch", lambda n, kw: kw["epoch"].epoch == 0),
+    "claim": lambda mp: die_after(mp, jobs_store, "claim_job", lambda n, kw: True),
+    "first epoch": lambda mp: die_after(mp, jobs_store, "record_epoch", lambda n, kw: kw["epoch"].epoch == 0),
     # The checkpoint file of epoch 1 is on disk, but the epoch (and the pointer to the file) is not recorded.
     "checkpoint write": lambda mp: die_after(mp, growth.checkpoint, "save", lambda n, kw: n == 2),
-    "last epoch": lambda mp: die_after(mp, crud, "record_epoch", lambda n, kw: kw["epoch"].epoch == TOTAL - 1),
+    "last epoch": lambda mp: die_after(mp, jobs_store, "record_epoch", lambda n, kw: kw["epoch"].epoch == TOTAL - 1),
     "weights write": lambda mp: die_after(mp, artifacts, "write_weights", lambda n, kw: True),
-    "finish": lambda mp: die_after(mp, crud, "finish_job", lambda n, kw: True),
+    "finish": lambda mp: die_after(mp, jobs_store, "finish_job", lambda n, kw: True),
 }
 
 

@@ -21,10 +21,11 @@ import pytest
 from sqlalchemy import make_url, select
 
 from tests import netns
-from worker import crud
-from worker.artifacts import sha256_file
-from worker.db import Artifact, Job, JobEpoch, JobEvent, JobStatus, session_factory
-from worker.queue import enqueue
+from worker.store import jobs as jobs_store
+from worker.store.artifacts import sha256_file
+from worker.store.dispatch import enqueue
+from worker.store.models import Artifact, Job, JobEpoch, JobEvent, JobStatus
+from worker.store.session import session_factory
 
 pytestmark = [pytest.mark.service, pytest.mark.slow,
               pytest.mark.skipif(netns.unavailable() is not None, reason=f"{netns.unavailable()}")]
@@ -62,7 +63,7 @@ def test_a_partitioned_worker_is_fenced_out_and_the_job_finishes_elsewhere_once(
                 "NETGROW_BROKER_URL": redis.url_for(redis_url)})
 
         with sessions() as session:
-            job, _ = crud.create_job(session, owner="alice", spec=SPEC, max_attempts=3)
+            job, _ = jobs_store.create_job(session, owner="alice", spec=SPEC, max_attempts=3)
         job_id: uuid.UUID = job.id
         enqueue(job_id, settings)
 
