@@ -46,9 +46,10 @@ def test_a_database_outage_leaves_queued_messages_in_the_queue(settings_env, fre
         job_ids: list[uuid.UUID] = []
         for seed in range(5):
             with direct() as session:
-                job, _ = jobs_store.create_job(session, owner="alice", spec=tiny(seed), max_attempts=3)
+                job, _ = jobs_store.create_job(session, owner="alice", spec=tiny(seed), max_attempts=3,
+                                               queue=settings.queue)
             job_ids.append(job.id)
-            enqueue(job.id, settings)
+            enqueue(job.id, settings, job.queue)  # as the API does: the job's queue is at hand
         time.sleep(OUTAGE_SECONDS)  # the outage itself: the worker is idle and the database unreachable
 
         queue = redis.Redis.from_url(redis_url)

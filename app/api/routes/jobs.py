@@ -112,7 +112,7 @@ def _enqueue_or_503(job: Job, settings: Settings, *, repeat_hint: str = "") -> N
     client does not have to do anything for the job to run.
     """
     try:
-        enqueue(job.id, settings)
+        enqueue(job.id, settings, job.queue)
     except Exception as exc:
         log.exception("job %s: stored and queued, but its id could not be sent to the broker", job.id)
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
