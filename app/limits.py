@@ -6,6 +6,7 @@ same ``loc`` shape as any other validation error.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -25,6 +26,42 @@ _NOT_WIDTHS = frozenset({"in_channels", "num_classes", "input_size", "stride"})
 
 class LimitExceeded(SpecError):
     """A valid spec that asks for more than this server allows."""
+
+
+class OwnerLimitReached(Exception):
+    """The owner has as much in the system as this server allows one owner; answered 429."""
+
+    def __init__(self, message: str, retry_after: int | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+SUBMISSION_WINDOW_SECONDS = 60.0
+
+
+def check_owner_limits(usage: Any, settings: Settings) -> None:
+    """Refuse a new job of an owner at one of the per-owner limits (``OwnerLimitReached``, a 429).
+
+    Checked before the job is stored, from one read of the owner's usage: two
+    submissions racing each other can both pass, so a limit may be exceeded by
+    the number of requests in flight at once, never more.
+    """
+    if usage.active_jobs >= settings.max_active_jobs_per_owner:
+        raise OwnerLimitReached(
+            f"you have {usage.active_jobs} jobs queued or running; this server allows "
+            f"{settings.max_active_jobs_per_owner} per owner: submit again when one has finished",
+            retry_after=max(1, round(settings.lease_seconds)))
+    if usage.submissions_in_window >= settings.max_submissions_per_minute:
+        age = usage.oldest_in_window_age or 0.0
+        raise OwnerLimitReached(
+            f"you submitted {usage.submissions_in_window} jobs in the last minute; this server allows "
+            f"{settings.max_submissions_per_minute} per minute per owner",
+            retry_after=max(1, math.ceil(SUBMISSION_WINDOW_SECONDS - age)))
+    if usage.artifact_bytes >= settings.max_artifact_bytes_per_owner:
+        raise OwnerLimitReached(
+            f"your jobs' checkpoints and weights take {_size(usage.artifact_bytes)}; this server allows "
+            f"{_size(settings.max_artifact_bytes_per_owner)} per owner", retry_after=None)
 
 
 def parse_submission(raw: Any, settings: Settings) -> JobSpec:
@@ -65,6 +102,9 @@ def check_limits(spec: JobSpec, settings: Settings) -> None:
                                     f"the synthetic data.samples / data.size")
 
     from growth.counting import count  # imports torch: only once the cheap checks have passed
+    from growth.preflight import check_runnable
+
+    check_runnable(spec)  # what the worker checks before it runs: the model builds and fits the data
 
     params = count(spec.model, input_shape_of(spec.data)).params
     if params > settings.max_params:

@@ -165,3 +165,31 @@ def count_epoch_events_since(session: Session, seconds: float) -> int:
 
 def count_epochs(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(JobEpoch)) or 0
+
+
+@dataclass(frozen=True)
+class OwnerUsage:
+    """What one owner has in the system now: the inputs of the per-owner limits (``app.limits``)."""
+
+    active_jobs: int  # queued or running
+    submissions_in_window: int  # jobs created in the last ``window_seconds``
+    oldest_in_window_age: float | None  # seconds since the oldest of those was created
+    artifact_bytes: int  # checkpoints and weights recorded for the owner's jobs
+
+
+def owner_usage(session: Session, owner: str, *, window_seconds: float) -> OwnerUsage:
+    now = database_now(session)
+    active = session.scalar(select(func.count()).select_from(Job).where(
+        Job.owner == owner, Job.status.in_(("queued", "running")))) or 0
+    since = now - timedelta(seconds=window_seconds)
+    recent, oldest = session.execute(select(func.count(), func.min(Job.created_at)).where(
+        Job.owner == owner, Job.created_at >= since)).one()
+    stored = session.scalar(select(func.coalesce(func.sum(Artifact.size), 0)).join(Job, Job.id == Artifact.job_id)
+                            .where(Job.owner == owner)) or 0
+    return OwnerUsage(active_jobs=int(active), submissions_in_window=int(recent),
+                      oldest_in_window_age=(now - oldest).total_seconds() if oldest is not None else None,
+                      artifact_bytes=int(stored))
+
+
+def job_by_idempotency_key(session: Session, owner: str, key: str) -> Job | None:
+    return session.scalar(select(Job).where(Job.owner == owner, Job.idempotency_key == key))

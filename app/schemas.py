@@ -200,6 +200,10 @@ _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
 
 
 def _type_schema(hint: Any) -> dict[str, Any]:
+    if hint is Any:
+        return {}
+    if dataclasses.is_dataclass(hint):
+        return _dataclass_schema(hint)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         options = [_type_schema(arg) for arg in args if arg is not type(None)]
@@ -223,6 +227,8 @@ def _section_schema(section: type) -> dict[str, Any]:
             schema["exclusiveMaximum" if hi_open else "maximum"] = hi
         if field.metadata.get("choices"):
             schema["enum"] = list(field.metadata["choices"])
+        if field.metadata.get("pattern"):
+            schema["pattern"] = field.metadata["pattern"]  # the parser checks the same expression
         if field.metadata.get("hint"):
             schema["description"] = field.metadata["hint"]
         properties[field.name] = schema
@@ -231,6 +237,34 @@ def _section_schema(section: type) -> dict[str, Any]:
     if doc and not doc.startswith(f"{section.__name__}("):  # not the signature dataclasses put there
         schema["description"] = doc.splitlines()[0]
     return schema
+
+
+def _dataclass_schema(cls: type, *, leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    fields = [f for f in dataclasses.fields(cls) if f.name not in leave_out]
+    return {"type": "object", "properties": {f.name: _type_schema(hints[f.name]) for f in fields},
+            "required": [f.name for f in fields]}
+
+
+def event_stream_schema() -> dict[str, Any]:
+    """One SSE message of ``GET /v1/jobs/{id}/events``: its ``event`` name, ``id`` and JSON ``data``.
+
+    The ``data`` schemas come from the growth events the worker records
+    (``growth.events``), so the document says what the stream carries.
+    """
+    from growth.events import ArchitectureChanged, EpochEnd
+
+    def message(event: str, data: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "object", "required": ["event", "id", "data"],
+                "properties": {"event": {"const": event}, "id": {"type": "string", "pattern": "^[0-9]+$"},
+                               "data": data}}
+
+    state = {"type": "object", "required": ["status"],
+             "properties": {"status": {"enum": ["queued", "running", "succeeded", "failed", "canceled"]}}}
+    # The checkpoint path is left out of epoch events: it is a path inside the artifact store.
+    return {"oneOf": [message("state", state),
+                      message("epoch", _dataclass_schema(EpochEnd, leave_out=("checkpoint",))),
+                      message("architecture", _dataclass_schema(ArchitectureChanged))]}
 
 
 def job_spec_schema() -> dict[str, Any]:

@@ -8,10 +8,11 @@ checkpoint with the same history as an uninterrupted run.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import Tensor
@@ -23,6 +24,7 @@ from .errors import SpecError
 from .events import ArchitectureChanged, CheckpointWritten, EpochEnd, Event, Finished, UnitStat
 from .methods import METHODS, Change, Method, RunContext
 from .models import build_model
+from .preflight import check_runnable
 from .spec import JobSpec, input_shape_of, parse_spec
 from .training import Precision, resolve_device, set_lr, train_epoch
 
@@ -45,6 +47,17 @@ def run(
                     should_stop=should_stop)
 
 
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """Run with ``threads`` intra-op CPU threads, and give the caller its own count back afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _run(
     spec: Mapping[str, Any] | JobSpec,
     on_event: EventHandler | None,
@@ -54,12 +67,23 @@ def _run(
     should_stop: Callable[[], bool] | None,
 ) -> dict[str, Any]:
     job = parse_spec(spec)
+    check_runnable(job)  # what the service checks at submission, before any data is loaded
     emit = on_event or (lambda event: None)
     method: Method = METHODS[job.method](job)
     state = ckpt.load(resume_from) if resume_from is not None else None
-    if state is not None and state["spec"] != job.to_dict():
+    # Both sides normalised by this version's parser: a checkpoint written before a field with a default
+    # was added (a rolling upgrade) still belongs to the same spec.
+    if state is not None and parse_spec(state["spec"]).to_dict() != job.to_dict():
         raise SpecError("resume_from", "the checkpoint belongs to a different spec; resume with the spec it was made from")
+    # The thread count is part of what makes a run reproducible: a resumed run keeps the one it started with.
+    recorded = (state or {}).get("environment", {}).get("threads")
+    threads = job.train.threads or recorded or torch.get_num_threads()
+    with _torch_threads(threads):
+        return _train(job, method, state, emit, checkpoint_dir=checkpoint_dir, should_stop=should_stop)
 
+
+def _train(job: JobSpec, method: Method, state: dict[str, Any] | None, emit: EventHandler, *,
+           checkpoint_dir: str | Path | None, should_stop: Callable[[], bool] | None) -> dict[str, Any]:
     ctx = _build(job, method, state)
     first_epoch = 0
     elapsed = 0.0
@@ -107,6 +131,8 @@ def _run(
 
     result = _result(ctx, method, epochs=epoch, wall_seconds=time.perf_counter() - started)
     if checkpoint_dir is not None:
+        # A run resumed from its last checkpoint trains no epoch, so no checkpoint created the folder.
+        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
         weights = Path(checkpoint_dir) / "final.pt"
         torch.save({k: v.detach().cpu().contiguous() for k, v in ctx.model.state_dict().items()}, weights)
         result["weights"] = str(weights)
@@ -183,7 +209,14 @@ def _snapshot(ctx: RunContext, method: Method, next_epoch: int, elapsed: float) 
         "precision": ctx.precision.state_dict(),  # the fp16 loss scale
         "history": ctx.history,
         "changes": ctx.changes,
+        "environment": environment(ctx),
     }
+
+
+def environment(ctx: RunContext) -> dict[str, Any]:
+    """What besides the spec decides a run's numbers: torch's CPU thread count, the device and the dtype."""
+    dtype = next((p.dtype for p in ctx.model.parameters()), torch.get_default_dtype())
+    return {"threads": torch.get_num_threads(), "device": ctx.device.type, "dtype": str(dtype).removeprefix("torch.")}
 
 
 def _result(ctx: RunContext, method: Method, *, epochs: int, wall_seconds: float) -> dict[str, Any]:
@@ -203,5 +236,6 @@ def _result(ctx: RunContext, method: Method, *, epochs: int, wall_seconds: float
         "events": ctx.changes,
         "epochs": epochs,
         "wall_seconds": wall_seconds,
+        "environment": environment(ctx),
         **method.result_extras(ctx),
     }

@@ -293,10 +293,12 @@ class CeleryWorkers:
         self.log_dir = log_dir
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def start(self, name: str, *, env: dict[str, str] | None = None, wait_ready: bool = True
-              ) -> subprocess.Popen[bytes]:
+    def start(self, name: str, *, env: dict[str, str] | None = None, wait_ready: bool = True,
+              prefix: list[str] | None = None) -> subprocess.Popen[bytes]:
+        """``prefix`` runs the worker under another command that execs it (``ip netns exec NS``)."""
         log_path = self.log_dir / f"celery-{name}.log"
-        command = [sys.executable, "-m", "celery", "-A", "worker.runners.celery_app", "worker", "--pool=solo",
+        command = [*(prefix or []), sys.executable, "-m", "celery", "-A", "worker.runners.celery_app", "worker",
+                   "--pool=solo",
                    "--concurrency=1", f"--hostname={name}@%h", "--loglevel=INFO",
                    "--without-gossip", "--without-mingle", "--without-heartbeat"]
         environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env or {})}

@@ -6,15 +6,19 @@ that FastAPI uses for its own validation errors, so one error handler serves bot
 """
 from __future__ import annotations
 
+import logging
 import re
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from growth.errors import SpecError
+
+log = logging.getLogger(__name__)
 
 _PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
 
@@ -37,9 +41,26 @@ def spec_validation_error(exc: SpecError, kind: str = "spec_error") -> RequestVa
 # --- handlers -------------------------------------------------------------------------------
 
 
+# How long a client should wait before asking again while the database is unreachable: long enough
+# for a restart or a failover, short enough that nobody waits long after it is back.
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    # OperationalError: the server is unreachable or went away (connection refused, reset, timed out);
+    # InterfaceError: the driver's connection broke. Neither is the request's fault.
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(InterfaceError, _database_unavailable)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """503 with a reason and Retry-After, as a normal response: the connection stays open for the retry."""
+    log.warning("%s %s: the database is unreachable (%s)", request.method, request.url.path,
+                type(getattr(exc, "orig", exc)).__name__)
+    return JSONResponse({"detail": "the database is unreachable; nothing was changed, try again shortly"},
+                        status_code=503, headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
 
 
 def _allowed_methods(app: FastAPI, path: str) -> list[str]:
@@ -61,9 +82,21 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return await http_exception_handler(request, exc)
 
 
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     # FastAPI's own handler also echoes each invalid input back, which for a large
     # spec means the whole body; `loc`, `msg` and `type` say everything needed.
     assert isinstance(exc, RequestValidationError)
+    content_type = request.headers.get("content-type", "")
+    if any(error["loc"][:1] == ("body",) for error in exc.errors()) and not _is_json(content_type):
+        # FastAPI reads a body of another media type as no JSON at all, and says only that
+        # the body is not an object: name the header that caused it.
+        sent = f"got {content_type!r}" if content_type else "none was sent"
+        return JSONResponse({"detail": f"Content-Type must be application/json ({sent}): the body is a JSON "
+                                       "document"}, status_code=415)
     detail = [{"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]} for error in exc.errors()]
     return JSONResponse({"detail": detail}, status_code=422)

@@ -140,6 +140,12 @@ class Method:
     def lr_changed(self, ctx: RunContext, old: float, new: float) -> None:
         """Called before an epoch whose learning rate differs from the previous epoch's."""
 
+    def check_model(self, model: Any) -> None:
+        """Raise ``SpecError`` if this method's settings do not fit ``model`` (built on the meta device).
+
+        Part of ``growth.preflight.check_runnable``: it runs at submission and before a run starts.
+        """
+
     def prepare(self, ctx: RunContext) -> list[Change]:
         """Called once before the first epoch of a fresh (not resumed) run."""
         return []

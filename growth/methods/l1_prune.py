@@ -65,11 +65,13 @@ class L1Prune(Method):
             return "finetune", p.finetune_lr
         return None
 
-    def prepare(self, ctx: RunContext) -> list[Change]:
+    def check_model(self, model: Any) -> None:
         for unit in self.spec.prune.keep:
-            if unit not in {u.name for u in ctx.model.units()}:
-                valid = ", ".join(u.name for u in ctx.model.units())
+            if unit not in {u.name for u in model.units()}:
+                valid = ", ".join(u.name for u in model.units())
                 raise SpecError(f"prune.keep.{unit}", f"no such unit in this model; units are {valid}")
+
+    def prepare(self, ctx: RunContext) -> list[Change]:
         if not self.spec.prune.from_checkpoint:
             return []
         _load_weights(ctx.model, self.spec.prune.from_checkpoint)

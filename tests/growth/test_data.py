@@ -495,6 +495,65 @@ def test_restricted_load_refuses_code_but_reads_arrays(tmp_path: Path) -> None:
         assert np.array_equal(loaded[b"a"], array) and loaded[b"b"] == [1, 2] and loaded[b"c"] == b"bytes"
 
 
+class SharedStateArray:
+    """Pickles as an array whose state is ``raw``: one memoized byte string, however many arrays refer to it."""
+
+    def __init__(self, raw: bytes, dtype: object = np.dtype("u1"), shape: tuple[int, ...] | None = None) -> None:
+        self.raw, self.dtype, self.shape = raw, dtype, shape
+
+    def __reduce__(self) -> tuple[object, ...]:
+        from numpy._core.multiarray import _reconstruct
+
+        shape = self.shape if self.shape is not None else (len(self.raw),)
+        return _reconstruct, (np.ndarray, (0,), b"b"), (1, shape, self.dtype, False, self.raw)
+
+
+class FlaggedDtype:
+    """A raw ``V8`` dtype whose pickled state sets numpy's "holds objects" flags (63)."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return np.dtype, ("V8", False, True), (3, "|", None, None, None, 8, 1, 63)
+
+
+def load_bytes(path: Path, content: bytes) -> object:
+    path.write_bytes(content)
+    with path.open("rb") as file:
+        return restricted_load(file)
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_restricted_load_refuses_object_arrays(tmp_path: Path, protocol: int) -> None:
+    path = tmp_path / "p"
+    with pytest.raises(pickle.UnpicklingError, match="holds Python objects"):
+        load_bytes(path, pickle.dumps({b"data": np.array([1, "a"], dtype=object)}, protocol=protocol))
+    # The flag set through a dtype's state, on raw bytes: the array would read 8 bytes as a pointer.
+    with pytest.raises(pickle.UnpicklingError, match="holds Python objects"):
+        load_bytes(path, pickle.dumps(SharedStateArray(bytes(8), FlaggedDtype(), (1,)), protocol=protocol))
+
+
+def test_restricted_load_bounds_allocations_by_the_file_size(tmp_path: Path) -> None:
+    path = tmp_path / "p"
+    # numpy.ndarray((1 << 29,)): 26 bytes of pickle asking for 4 GiB of float64.
+    tiny = b"\x80\x02cnumpy\nndarray\nJ\x00\x00\x00\x20\x85\x85R."
+    assert len(tiny) == 26
+    with pytest.raises(pickle.UnpicklingError, match="4294967296 bytes"):
+        load_bytes(path, tiny)
+    # _reconstruct with a large initial shape.
+    with pytest.raises(pickle.UnpicklingError, match="bytes"):
+        load_bytes(path, pickle.dumps(SharedStateArray(b"", np.dtype("u1"), (0,)), protocol=2).replace(
+            b"K\x00\x85", b"J\x00\x00\x00\x40\x85", 1))
+    # One memoized 100 kB string as the state of 200 arrays: 20 MB from a 100 kB file.
+    raw = bytes(100_000)
+    content = pickle.dumps([SharedStateArray(raw) for _ in range(200)], protocol=4)
+    assert len(content) < 110_000
+    with pytest.raises(pickle.UnpicklingError, match="at most"):
+        load_bytes(path, content)
+    # The same arrays, each with its own bytes, fit: they are what the file holds.
+    arrays = [np.full(1000, i, dtype=np.uint8) for i in range(20)]
+    loaded = load_bytes(path, pickle.dumps(arrays, protocol=2))
+    assert all(type(a) is np.ndarray and np.array_equal(a, b) for a, b in zip(loaded, arrays, strict=True))
+
+
 # --------------------------------------------------------------------------- MNIST / Fashion-MNIST
 
 

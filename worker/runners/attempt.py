@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 import growth
@@ -32,6 +33,8 @@ from worker.store.session import session_factory
 from worker.store.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Outcome(StrEnum):
@@ -115,23 +118,57 @@ class EpochRecorder:
     """
 
     def __init__(self, sessions: sessionmaker[Session], job_id: uuid.UUID, lease_owner: str,
-                 lease_seconds: float) -> None:
+                 lease_seconds: float, database_wait_seconds: float | None = None) -> None:
         self._sessions = sessions
         self._job_id = job_id
         self._lease_owner = lease_owner
         self._lease_seconds = lease_seconds
+        self._database_wait_seconds = database_wait_seconds
         self._pending: list[ArchitectureChanged] = []
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, ArchitectureChanged):
             self._pending.append(event)
         elif isinstance(event, EpochEnd):
-            with self._sessions() as session:
-                recorded = jobs_store.record_epoch(session, self._job_id, lease_owner=self._lease_owner,
+            def record() -> bool:
+                with self._sessions() as session:
+                    return jobs_store.record_epoch(session, self._job_id, lease_owner=self._lease_owner,
                                              lease_seconds=self._lease_seconds, epoch=event, changes=self._pending)
+
+            recorded = until_database_answers(record, what=f"job {self._job_id}: epoch {event.epoch}",
+                                              give_up_after=self._database_wait_seconds)
             if not recorded:
                 raise LeaseLost(f"job {self._job_id}: lease lost before epoch {event.epoch} was recorded")
             self._pending = []
+
+
+class DatabaseUnavailable(Exception):
+    """The database stayed unreachable for as long as this attempt would wait (or the process is stopping)."""
+
+
+def until_database_answers(action: Callable[[], T], *, what: str, give_up_after: float | None,
+                           stopping: Callable[[], bool] = lambda: False) -> T:
+    """``action()``, repeated while the database is unreachable; ``DatabaseUnavailable`` after ``give_up_after`` s.
+
+    A worker that cannot reach PostgreSQL can do nothing useful: it must neither
+    take queued messages it cannot claim (Celery would acknowledge them, and the
+    jobs would wait for the reaper's re-send) nor drop a trained epoch because a
+    write failed for a few seconds. Every write re-checks the lease, so a write
+    retried after the lease ran out is refused, not applied twice.
+    """
+    started = time.monotonic()
+    delay = 0.5
+    while True:
+        try:
+            return action()
+        except (OperationalError, InterfaceError) as exc:
+            waited = time.monotonic() - started
+            if stopping() or (give_up_after is not None and waited >= give_up_after):
+                raise DatabaseUnavailable(f"{what}: the database is unreachable ({type(exc.orig).__name__})") from exc
+            log.warning("%s: the database is unreachable (%s); retrying in %.1fs", what, type(exc.orig).__name__,
+                        delay)
+            time.sleep(delay)
+            delay = min(2 * delay, 5.0)
 
 
 def new_lease_owner(worker_name: str) -> str:
@@ -155,9 +192,17 @@ def run_job(
     settings = settings or get_settings()
     sessions = session_factory(settings.database_url)
     lease_owner = new_lease_owner(worker_name)
-    with sessions() as session:
-        claim = jobs_store.claim_job(session, job_id, lease_owner=lease_owner, worker=worker_name,
-                               lease_seconds=settings.lease_seconds)
+    def take() -> jobs_store.Claim | None:
+        with sessions() as session:
+            return jobs_store.claim_job(session, job_id, lease_owner=lease_owner, worker=worker_name,
+                                  lease_seconds=settings.lease_seconds)
+
+    try:  # the message stays with this worker meanwhile; the other queued ones stay in the queue
+        claim = until_database_answers(take, what=f"job {job_id}: claim", give_up_after=None,
+                                       stopping=process_stopping or (lambda: False))
+    except DatabaseUnavailable:
+        log.warning("job %s: stopping before the database answered; handing the job id back", job_id)
+        return Outcome.RELEASED
     if claim is None:
         log.info("job %s: not claimable (running elsewhere, finished or cancelled); skipping", job_id)
         return Outcome.SKIPPED
@@ -166,7 +211,7 @@ def run_job(
 
     heartbeat = Heartbeat(sessions, job_id, lease_owner, lease_seconds=settings.lease_seconds,
                           interval=settings.heartbeat_seconds, process_stopping=process_stopping)
-    recorder = EpochRecorder(sessions, job_id, lease_owner, settings.lease_seconds)
+    recorder = EpochRecorder(sessions, job_id, lease_owner, settings.lease_seconds, settings.database_wait_seconds)
     checkpoints = artifacts.checkpoint_dir(settings.artifact_dir, job_id, claim.attempt)
     # The lease is renewed until the job's final state is written, not only while it trains: converting
     # and hashing the weights and the checkpoint of a large model takes a while, and a lease that lapsed
@@ -199,7 +244,7 @@ def run_job(
             log.error("job %s: %s", job_id, exc)
             heartbeat.finalising()
             return _end(sessions, settings, claim, JobStatus.FAILED, str(exc))
-        except DBAPIError:
+        except (DBAPIError, DatabaseUnavailable):
             # Not the job's fault: leave it to the lease, so the reaper gives it another attempt.
             log.exception("job %s: database error; abandoning this attempt", job_id)
             return Outcome.ABANDONED
@@ -223,10 +268,14 @@ def _succeed(sessions: sessionmaker[Session], settings: Settings, claim: jobs_st
         final_state, artifacts.staged_weights_path(settings.artifact_dir, claim.job_id, claim.attempt),
         result["final"]["model"])
     final_state.unlink(missing_ok=True)  # the safetensors file replaces growth's torch copy
-    with sessions() as session:
-        finished = jobs_store.finish_job(session, claim.job_id, lease_owner=claim.lease_owner, result=result,
+    def finish() -> bool:
+        with sessions() as session:
+            return jobs_store.finish_job(session, claim.job_id, lease_owner=claim.lease_owner, result=result,
                                    weights=staged, destination=artifacts.weights_path(settings.artifact_dir,
                                                                                       claim.job_id))
+
+    finished = until_database_answers(finish, what=f"job {claim.job_id}: finish",
+                                      give_up_after=settings.database_wait_seconds)
     if not finished:
         staged.path.unlink(missing_ok=True)  # the job is another attempt's now: leave nothing of ours behind
         return Outcome.LOST
@@ -236,8 +285,12 @@ def _succeed(sessions: sessionmaker[Session], settings: Settings, claim: jobs_st
 
 def _end(sessions: sessionmaker[Session], settings: Settings, claim: jobs_store.Claim, status: JobStatus,
          error: str | None) -> Outcome:
-    with sessions() as session:
-        ended = jobs_store.end_job(session, claim.job_id, lease_owner=claim.lease_owner, status=status, error=error)
+    def end() -> bool:
+        with sessions() as session:
+            return jobs_store.end_job(session, claim.job_id, lease_owner=claim.lease_owner, status=status, error=error)
+
+    ended = until_database_answers(end, what=f"job {claim.job_id}: {status.value}",
+                                   give_up_after=settings.database_wait_seconds)
     if not ended:
         return Outcome.LOST
     _tidy(sessions, settings, claim.job_id)
@@ -246,6 +299,10 @@ def _end(sessions: sessionmaker[Session], settings: Settings, claim: jobs_store.
 
 def _tidy(sessions: sessionmaker[Session], settings: Settings, job_id: uuid.UUID) -> None:
     """Drop the checkpoint folders of earlier attempts; the one holding the recorded checkpoint stays."""
-    with sessions() as session:
-        checkpoint = session.scalar(select(Job.checkpoint_path).where(Job.id == job_id))
+    try:
+        with sessions() as session:
+            checkpoint = session.scalar(select(Job.checkpoint_path).where(Job.id == job_id))
+    except DBAPIError:  # the job's outcome is written; the folders go at its next tidy-up, or stay
+        log.warning("job %s: the database did not answer; earlier attempts' checkpoints are kept", job_id)
+        return
     artifacts.remove_other_attempts(settings.artifact_dir, job_id, Path(checkpoint) if checkpoint else None)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 WEIGHTS_FILE = "weights.safetensors"
 _CHUNK = 1 << 20
@@ -79,11 +79,30 @@ def write_weights(state_dict_file: Path, destination: Path, model_spec: dict[str
     """
     state = torch.load(state_dict_file, map_location="cpu", weights_only=True)
     tensors = {name: tensor.contiguous() for name, tensor in state.items()}
+    content = canonical_safetensors(save(tensors, metadata={"model": json.dumps(model_spec, sort_keys=True),
+                                                            "format": "netgrow"}))
     destination.parent.mkdir(parents=True, exist_ok=True)
     temporary = destination.with_name(destination.name + ".tmp")
-    save_file(tensors, str(temporary), metadata={"model": json.dumps(model_spec), "format": "netgrow"})
+    # A plain open() like torch.save's for checkpoints: the mode follows the umask (safetensors' own
+    # save_file creates 0600 files, which an API running as another user cannot serve).
+    with open(temporary, "wb") as handle:
+        handle.write(content)
     os.replace(temporary, destination)
     return describe(destination)
+
+
+def canonical_safetensors(content: bytes) -> bytes:
+    """The same safetensors file with its JSON header's keys sorted, so equal tensors give equal bytes.
+
+    safetensors writes the ``__metadata__`` map in hash order, which varies
+    between calls; the data offsets are relative to the end of the header, so
+    rewriting the header (padded to 8 bytes, as the format asks) moves nothing else.
+    """
+    length = int.from_bytes(content[:8], "little")
+    header = json.loads(content[8:8 + length])
+    encoded = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    return len(encoded).to_bytes(8, "little") + encoded + content[8 + length:]
 
 
 def publish(staged: StoredFile, destination: Path) -> StoredFile:

@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from celery import Celery
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import jobs
 from .session import session_factory
@@ -68,7 +69,7 @@ def stop_in_process_runner(timeout: float | None = 30.0) -> None:
         runner.stop(timeout)
 
 
-def enqueue(job_id: uuid.UUID, settings: Settings | None = None) -> None:
+def enqueue(job_id: uuid.UUID, settings: Settings | None = None, queue: str | None = None) -> None:
     """Hand a committed, queued job to whoever runs jobs here.
 
     Distributed: send its id to the Celery queue. If that fails (the broker is
@@ -84,7 +85,7 @@ def enqueue(job_id: uuid.UUID, settings: Settings | None = None) -> None:
             runner.wake(job_id)
         return
     try:
-        send_run_job(job_id, settings)
+        send_run_job(job_id, settings, queue)  # queue: the job's own when the caller has it at hand
     except Exception:
         _mark_unsent(job_id, settings)
         raise
@@ -132,12 +133,24 @@ def producer_for(broker_url: str) -> Celery:
     return producer
 
 
-def send_run_job(job_id: uuid.UUID, settings: Settings | None = None) -> None:
-    """Put ``job_id`` on the queue; the message carries nothing else."""
+def send_run_job(job_id: uuid.UUID, settings: Settings | None = None, queue: str | None = None) -> None:
+    """Put ``job_id`` on its queue; the message carries nothing else.
+
+    ``queue``: the job's own (``jobs.queue``), looked up when not given, so a
+    re-send by any worker's reaper goes to the pool the job was sent to; this
+    process's ``NETGROW_QUEUE`` only for jobs stored without one.
+    """
     settings = settings or get_settings()
     if settings.broker_url is None:
         raise RuntimeError("NETGROW_BROKER_URL is not set: jobs run in the embedded runner (enqueue wakes it)")
-    producer_for(settings.broker_url).send_task(RUN_JOB_TASK, args=[str(job_id)], queue=settings.queue)
+    if queue is None:
+        try:
+            with session_factory(settings.database_url)() as session:
+                queue = jobs.job_queue(session, job_id)
+        except SQLAlchemyError:  # a worker handing its job back during an outage: its own pool is the best guess
+            log.warning("job %s: the database did not say which queue the job belongs to; sending it to %s",
+                        job_id, settings.queue)
+    producer_for(settings.broker_url).send_task(RUN_JOB_TASK, args=[str(job_id)], queue=queue or settings.queue)
 
 
 def queue_depth(settings: Settings | None = None) -> int:

@@ -48,6 +48,7 @@ def create_job(
     spec: Mapping[str, Any] | JobSpec,
     max_attempts: int,
     idempotency_key: str | None = None,
+    queue: str | None = None,
 ) -> tuple[Job, bool]:
     """Store a queued job; returns ``(job, created)``. Commits; the caller then calls ``dispatch.enqueue``.
 
@@ -66,7 +67,7 @@ def create_job(
     job = Job(owner=owner, method=job_spec.method, spec=normalised, status=JobStatus.QUEUED, attempts=0,
               max_attempts=max_attempts, idempotency_key=idempotency_key, progress_epoch=0,
               progress_total=job_spec.total_epochs, current_model=normalised["model"], created_at=now,
-              enqueued_at=now)
+              enqueued_at=now, queue=queue)
     session.add(job)
     try:
         session.flush()
@@ -513,6 +514,13 @@ def claim_resend(session: Session, job_id: uuid.UUID, *, sent_before: datetime, 
                           enqueued_at=now or database_now(session))
     session.commit()
     return claimed
+
+
+def job_queue(session: Session, job_id: uuid.UUID) -> str | None:
+    """The queue the job was sent to (None: unknown, a job stored before revision 0004)."""
+    queue = session.scalar(select(Job.queue).where(Job.id == job_id))
+    session.rollback()
+    return queue
 
 
 def mark_unsent(session: Session, job_id: uuid.UUID) -> bool:

@@ -153,6 +153,9 @@ class Job(Base):
     # (or the row predates revision 0002). A queued job not sent for a while may have lost its message:
     # the reaper sends it again (worker.runners.reaper).
     enqueued_at: Mapped[datetime | None] = mapped_column(default=utcnow)
+    # The broker queue the job was sent to (the submitting API's NETGROW_QUEUE): re-sends go there too,
+    # so a job never moves to a worker pool it was not sent to. NULL before revision 0004.
+    queue: Mapped[str | None] = mapped_column(String(200))
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 

@@ -52,11 +52,22 @@ def json_dumps(value: Any) -> str:
     return json.dumps(_finite(value), allow_nan=False)
 
 
+# An unreachable or partitioned server must show up as an error within seconds, not after the
+# kernel's TCP timeouts (minutes): callers then answer 503 or wait for the database in a loop.
+# A partitioned client cannot hold row locks for long either: an idle transaction ends after a minute.
+POSTGRES_CONNECT_ARGS: dict[str, Any] = {
+    "connect_timeout": 10,
+    "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,  # ms: data sent and not acknowledged for this long breaks the connection
+    "options": "-c idle_in_transaction_session_timeout=60000",
+}
+
+
 def make_engine(url: str | URL) -> Engine:
     """A new engine for ``url``; prefer ``get_engine()``, which shares one per URL."""
     parsed = normalize_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True, json_serializer=json_dumps)
+        return create_engine(parsed, pool_pre_ping=True, json_serializer=json_dumps, connect_args=POSTGRES_CONNECT_ARGS)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(parsed, json_serializer=json_dumps, connect_args={"check_same_thread": False})

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
         description="a job still queued this long after its id was last sent is sent again (the broker may "
                     "have lost the message); 0 means 5 * lease_seconds")
     max_attempts: int = Field(default=3, ge=1, description="runs of a job before it is marked failed")
+    # A worker cut off from PostgreSQL keeps trying its write (an epoch, the finish) this long before it
+    # abandons the attempt; a write that lands after the lease ran out is refused by the lease check.
+    # The claim of a new job waits for the database without limit: the message stays in the queue meanwhile.
+    database_wait_seconds: float = Field(default=600.0, gt=0,
+                                         description="how long a running job's worker retries a write while "
+                                                     "the database is unreachable")
     # Redis re-delivers a message still unacknowledged after this long (celery#5935), and with acks_late
     # a message stays unacknowledged while its job trains. The database claim turns a re-delivery into a
     # no-op, so this only keeps such no-ops rare; it never decides whether a job runs. Values below the
@@ -59,6 +65,13 @@ class Settings(BaseSettings):
                                    description="float32 image bytes a job's data spec may load into memory")
     max_request_bytes: int = Field(default=1_000_000, ge=1)
     api_page_size_max: int = Field(default=200, ge=1)
+    # Per-owner limits (each API key's owner); a submission beyond one is answered 429.
+    max_active_jobs_per_owner: int = Field(default=50, ge=1, description="queued + running jobs per owner")
+    max_submissions_per_minute: int = Field(default=60, ge=1, description="new jobs per owner per minute")
+    max_artifact_bytes_per_owner: int = Field(default=50 << 30, ge=1,
+                                              description="checkpoint and weights bytes stored per owner")
+    metrics_token: str | None = Field(default=None, description="when set, GET /metrics needs "
+                                                                "'Authorization: Bearer <token>'")
 
     @model_validator(mode="after")
     def _fill_derived(self) -> Settings:

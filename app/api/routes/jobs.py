@@ -16,7 +16,13 @@ from starlette.concurrency import run_in_threadpool
 from app import queries
 from app.api.deps import CurrentOwner, JobId, OwnedJob, SessionDep, SessionFactoryDep, SettingsDep
 from app.api.errors import spec_validation_error, validation_error
-from app.limits import LimitExceeded, parse_submission
+from app.limits import (
+    SUBMISSION_WINDOW_SECONDS,
+    LimitExceeded,
+    OwnerLimitReached,
+    check_owner_limits,
+    parse_submission,
+)
 from app.queries import StoredEvent
 from app.schemas import (
     ErrorBody,
@@ -29,6 +35,7 @@ from app.schemas import (
     JobRead,
     JobStatusName,
     ValidationErrorBody,
+    event_stream_schema,
     job_spec_schema,
 )
 from app.sse import job_event_stream
@@ -105,7 +112,7 @@ def _enqueue_or_503(job: Job, settings: Settings, *, repeat_hint: str = "") -> N
     client does not have to do anything for the job to run.
     """
     try:
-        enqueue(job.id, settings)
+        enqueue(job.id, settings, job.queue)
     except Exception as exc:
         log.exception("job %s: stored and queued, but its id could not be sent to the broker", job.id)
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -122,6 +129,9 @@ def _enqueue_or_503(job: Job, settings: Settings, *, repeat_hint: str = "") -> N
         200: {"model": JobRead, "description": "A retry with an Idempotency-Key already used: the same job."},
         400: {"model": ErrorBody, "description": "The body could not be decoded (JSON must be UTF-8)."},
         413: {"model": ErrorBody, "description": "The body is larger than the server's limit."},
+        429: {"model": ErrorBody,
+              "description": "The owner is at a per-owner limit (jobs queued or running, submissions per "
+                             "minute, stored artifact bytes); `Retry-After` says when to try again."},
         422: {"model": ValidationErrorBody,
               "description": "Invalid spec, a spec above the server's limits, or an Idempotency-Key reused "
                              "for a different spec; `loc` names the field."},
@@ -148,8 +158,16 @@ def submit_job(
         spec = parse_submission(body, settings)
     except SpecError as exc:
         raise spec_validation_error(exc, "limit_exceeded" if isinstance(exc, LimitExceeded) else "spec_error")
+    # A replay of an Idempotency-Key is not a new job: it is answered whatever the owner's limits say.
+    if idempotency_key is None or queries.job_by_idempotency_key(session, owner, idempotency_key) is None:
+        try:
+            check_owner_limits(queries.owner_usage(session, owner, window_seconds=SUBMISSION_WINDOW_SECONDS),
+                               settings)
+        except OwnerLimitReached as exc:
+            headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, exc.message, headers=headers) from exc
     job, created = jobs_store.create_job(session, owner=owner, spec=spec, max_attempts=settings.max_attempts,
-                                         idempotency_key=idempotency_key)
+                                         idempotency_key=idempotency_key, queue=settings.queue)
     if not created and not _same_spec(job.spec, spec.to_dict()):
         raise validation_error(["header", "Idempotency-Key"],
                                f"this key was already used for job {job.id} with a different spec; "
@@ -220,7 +238,8 @@ def read_architecture(job: OwnedJob) -> JobArchitecture:
 @router.get(
     "/{job_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"},
+                                                        "itemSchema": event_stream_schema()}},
                      "description": "`event: state|epoch|architecture`, `id:` the event's id, `data:` JSON; "
                                     "the stream ends after the terminal state event."}} | NOT_FOUND,
 )
