@@ -40,10 +40,11 @@ def check_runnable(spec: JobSpec) -> None:
     net = build_model(model, device="meta")
     try:
         with torch.no_grad():
-            logits = net(torch.empty((1, channels, height, width), device="meta"))
-    except RuntimeError as exc:  # e.g. a pooling that leaves less than one pixel
+            # Two images: batch norm in training mode needs more than one value per channel.
+            logits = net(torch.empty((2, channels, height, width), device="meta"))
+    except (RuntimeError, ValueError) as exc:  # e.g. a pooling that leaves less than one pixel
         raise SpecError("model.layers" if model["family"] == "vgg" else "model.stages",
                         f"the model cannot run on {channels}×{height}×{width} images: {exc}") from exc
-    if tuple(logits.shape) != (1, classes):
+    if tuple(logits.shape) != (2, classes):
         raise SpecError("model", f"produces outputs of shape {tuple(logits.shape)[1:]} for {classes} classes")
     METHODS[spec.method](spec).check_model(net)

@@ -129,6 +129,7 @@ def _enqueue_or_503(job: Job, settings: Settings, *, repeat_hint: str = "") -> N
         200: {"model": JobRead, "description": "A retry with an Idempotency-Key already used: the same job."},
         400: {"model": ErrorBody, "description": "The body could not be decoded (JSON must be UTF-8)."},
         413: {"model": ErrorBody, "description": "The body is larger than the server's limit."},
+        415: {"model": ErrorBody, "description": "The body was not sent as `Content-Type: application/json`."},
         429: {"model": ErrorBody,
               "description": "The owner is at a per-owner limit (jobs queued or running, submissions per "
                              "minute, stored artifact bytes); `Retry-After` says when to try again."},
