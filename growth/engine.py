@@ -88,7 +88,7 @@ def _train(job: JobSpec, method: Method, state: dict[str, Any] | None, emit: Eve
     first_epoch = 0
     elapsed = 0.0
     if state is None:
-        _apply(ctx, method.prepare(ctx), epoch=-1, emit=emit)
+        _apply(ctx, _init_changes(ctx) + method.prepare(ctx), epoch=-1, emit=emit)
     else:
         first_epoch, elapsed = state["epoch"], state["elapsed"]
         ctx.history, ctx.changes = state["history"], state["changes"]
@@ -152,7 +152,16 @@ def _build(job: JobSpec, method: Method, state: dict[str, Any] | None) -> RunCon
     splits = load_dataset(job.data, seed=job.seed).to(device)
     model_spec = state["model_spec"] if state is not None else job.model
     # A generator of its own: the caller's global RNG is neither used nor disturbed.
-    model = build_model(model_spec, generator=generator(0, cpu)).to(device)
+    model = build_model(model_spec, generator=generator(0, cpu))
+    if state is None and job.init is not None:
+        from .init import load_state
+
+        try:
+            model.load_state_dict(load_state(job.init["weights"]))
+        except RuntimeError as exc:  # the file no longer matches the spec it was parsed into
+            raise SpecError("init.weights", f"the weights do not fit the network in its own metadata "
+                                            f"({str(exc).splitlines()[0]})") from exc
+    model = model.to(device)
     if job.train.channels_last:
         # before the optimizer exists: its state is created in the parameters' memory format
         model = model.to(memory_format=torch.channels_last)
@@ -176,6 +185,13 @@ def _build(job: JobSpec, method: Method, state: dict[str, Any] | None) -> RunCon
         if ctx.augment_rng is not None:
             ctx.augment_rng.set_state(state["rng"]["augment"].to(ctx.augment_rng.get_state().device))
     return ctx
+
+
+def _init_changes(ctx: RunContext) -> list[Change]:
+    """A run that starts from a grown network records it as its first event: where from, and every width."""
+    if ctx.spec.init is None:
+        return []
+    return [Change("init", {unit.name: (unit.width, unit.width) for unit in ctx.model.units()})]
 
 
 def _apply(ctx: RunContext, changes: list[Change], epoch: int, emit: EventHandler) -> None:
@@ -231,11 +247,16 @@ def _result(ctx: RunContext, method: Method, *, epochs: int, wall_seconds: float
             "test_accuracy": ctx.evaluate(split="test"),
             "val_accuracy": ctx.evaluate(split="val"),
             "model": ctx.model.to_spec(),
+            # What a deployed copy needs to see images as this run did: [0, 1] pixels, then (x - mean) / std.
+            "preprocessing": {"input_shape": list(ctx.input_shape), "mean": list(ctx.splits.mean),
+                              "std": list(ctx.splits.std)},
+            "class_names": list(ctx.splits.class_names) if ctx.splits.class_names else None,
         },
         "history": ctx.history,
         "events": ctx.changes,
         "epochs": epochs,
         "wall_seconds": wall_seconds,
         "environment": environment(ctx),
+        **({"init": dict(ctx.spec.init)} if ctx.spec.init is not None else {}),
         **method.result_extras(ctx),
     }

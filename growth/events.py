@@ -44,7 +44,7 @@ class ArchitectureChanged:
     """Widening, pruning or a new block; ``spec`` is the model spec after the change."""
 
     epoch: int
-    change: str  # "widen" | "prune" | "add_block"
+    change: str  # "init" (the network a run starts from) | "widen" | "prune" | "add_block"
     units: dict[str, list[int]]  # unit name -> [old width, new width]
     spec: dict[str, Any]
     kind: str = field(default="architecture", init=False)

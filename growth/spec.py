@@ -7,15 +7,19 @@ valid value looks like. ``JobSpec.to_dict()`` gives back the normalised JSON.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
+from . import init as start
 from . import validation as check
 from .data import validate_data_spec
 from .data.spec import STANDARD_SAMPLES
+from .data.summary import USER_FORMATS, DatasetSummary
 from .errors import SpecError
 from .methods import METHODS as _METHOD_CLASSES
 from .models import validate_model_spec
@@ -146,6 +150,13 @@ class JobSpec:
     prune: PruneSpec
     autogrow: AutogrowSpec
     regularizer: RegularizerSpec
+    # {"weights": path, "job": id or None}: start from a grown network (growth/init.py); None: from scratch
+    init: dict[str, Any] | None = None
+
+    @property
+    def starts_trained(self) -> bool:
+        """True when the network's weights come from elsewhere (init or prune.from_checkpoint)."""
+        return self.init is not None or bool(self.prune.from_checkpoint)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -164,7 +175,7 @@ _SECTIONS: dict[str, type] = {
     "autogrow": AutogrowSpec,
     "regularizer": RegularizerSpec,
 }
-_TOP_LEVEL = ("method", "seed", "model", "data", *_SECTIONS)
+_TOP_LEVEL = ("method", "seed", "model", "data", "init", *_SECTIONS)
 
 
 def parse_spec(raw: Mapping[str, Any] | JobSpec) -> JobSpec:
@@ -180,25 +191,33 @@ def parse_spec(raw: Mapping[str, Any] | JobSpec) -> JobSpec:
     seed = raw.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
         raise SpecError("seed", "must be a non-negative integer")
-    if "model" not in raw:
+    init = start.validate_init_spec(raw.get("init"))
+    if "model" not in raw and init is None:
         raise SpecError("model", "is required, e.g. {\"family\": \"vgg\", \"layers\": [8, \"M\", 8]}")
     if "data" not in raw:
         raise SpecError("data", "is required, e.g. {\"name\": \"digits\"}")
 
     data = validate_data_spec(check.mapping(raw["data"], "data"))
-    model = check.mapping(raw["model"], "model")
-    # The data decide input channels and classes unless the model says otherwise.
-    model.setdefault("in_channels", _data_channels(data))
-    model.setdefault("num_classes", data_classes(data))
-    model.setdefault("input_size", list(input_shape_of(data)[1:]))
-    model = validate_model_spec(model)
+    if init is not None:
+        # The network comes from the weights file; a stated model must agree with it.
+        model = validate_model_spec(start.merge_model(raw.get("model"), start.source_model(init["weights"])))
+        start.check_data_fits(model, input_shape_of(data), data_classes(data))
+    else:
+        model = check.mapping(raw["model"], "model")
+        # The data decide input channels and classes unless the model says otherwise.
+        model.setdefault("in_channels", _data_channels(data))
+        model.setdefault("num_classes", data_classes(data))
+        model.setdefault("input_size", list(input_shape_of(data)[1:]))
+        model = validate_model_spec(model)
     sections = {name: _section(cls, raw.get(name, {}), name) for name, cls in _SECTIONS.items()}
-    spec = JobSpec(method=method, seed=seed, model=model, data=data, **sections)
+    spec = JobSpec(method=method, seed=seed, model=model, data=data, init=init, **sections)
     _check_method_fits_model(spec)
     return spec
 
 
 def _check_method_fits_model(spec: JobSpec) -> None:
+    if spec.init is not None and spec.prune.from_checkpoint:
+        raise SpecError("prune.from_checkpoint", "init already gives the network to start from; drop one of them")
     family = spec.model.get("family")
     if spec.method == "autogrow" and family != "resnet":
         raise SpecError("model.family", "method 'autogrow' grows depth and needs the 'resnet' family")
@@ -210,12 +229,18 @@ def _data_channels(data: Mapping[str, Any]) -> int:
     name = data["name"]
     if name == "synthetic":
         return int(data["channels"])
+    if name in USER_FORMATS:
+        return describe_user_data(data).channels
     return 3 if name.startswith("cifar") else 1
 
 
 def input_shape_of(data: Mapping[str, Any]) -> tuple[int, int, int]:
     """(C, H, W) of the images a validated data spec yields."""
     name = data["name"]
+    if name in USER_FORMATS:
+        channels, height, width = describe_user_data(data).image_shape  # type: ignore[misc]
+        size = data.get("image_size")
+        return (channels, size, size) if size else (channels, height, width)
     if data.get("image_size"):
         size = int(data["image_size"])
     elif name == "synthetic":
@@ -234,6 +259,9 @@ def dataset_bytes(data: Mapping[str, Any]) -> int:
     name = data["name"]
     if name == "synthetic":
         total, test = int(data["samples"]), 0
+    elif name in USER_FORMATS:
+        summary = describe_user_data(data)
+        total, test = summary.train_samples, summary.test_samples
     else:
         total, test = STANDARD_SAMPLES[name]
     if test == 0:  # the loader carves the test split out of the samples
@@ -250,7 +278,27 @@ def data_classes(data: Mapping[str, Any]) -> int:
     name = data["name"]
     if name == "synthetic":
         return int(data["num_classes"])
+    if name in USER_FORMATS:
+        return describe_user_data(data).num_classes
     return 100 if name == "cifar100" else 10
+
+
+def describe_user_data(data: Mapping[str, Any]) -> DatasetSummary:
+    """What an npz file or image folder holds, read once per file version (headers and labels only)."""
+    path = Path(data["path"])
+    try:
+        stamp = path.stat()
+        version = (stamp.st_mtime_ns, stamp.st_size, stamp.st_ino)
+    except OSError:
+        version = None  # describe() names the missing path
+    return _describe_cached(data["name"], str(path), data.get("image_size"), version)
+
+
+@functools.lru_cache(maxsize=32)
+def _describe_cached(name: str, path: str, image_size: int | None, version: object) -> DatasetSummary:
+    from .data import user
+
+    return user.describe({"name": name, "path": path, "image_size": image_size})
 
 
 def _section(cls: type, raw: Any, path: str) -> Any:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from growth.data import user
 from growth.data.cifar import read_cifar10, read_cifar100
 from growth.data.digits import read_digits
 from growth.data.mnist import read_fashion_mnist, read_mnist
@@ -35,6 +36,8 @@ READERS: dict[str, Callable[[dict[str, Any]], RawDataset]] = {
     "cifar100": lambda spec: read_cifar100(spec["root"]),
     "mnist": lambda spec: read_mnist(spec["root"]),
     "fashion_mnist": lambda spec: read_fashion_mnist(spec["root"]),
+    "npz": user.read,
+    "image_folder": user.read,
 }
 
 

@@ -44,17 +44,26 @@ class ArrayHeader:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
 
-def inspect_npz(path: str | Path, *, max_bytes: int | None = None, field: str = PATH_FIELD) -> DatasetSummary:
-    """Check an npz dataset completely (every array read) and describe it; raises ``DataError`` on ``field``."""
-    return _read(Path(path), max_bytes, field)[1]
+def inspect_npz(path: str | Path, *, max_bytes: int | None = None, field: str = PATH_FIELD,
+                full: bool = True) -> DatasetSummary:
+    """Check an npz dataset and describe it; raises ``DataError`` on ``field``.
+
+    ``full`` reads every array (an upload's complete check: pixels too);
+    otherwise only the headers and the labels are read, which is what a job
+    spec needs to know (channels, size, classes) and costs little.
+    """
+    return _read(Path(path), max_bytes, field, read_pixels=full)[1]
 
 
 def read_npz(path: str | Path, *, max_bytes: int | None = None, field: str = PATH_FIELD) -> RawDataset:
     """The checked dataset as tensors (N×C×H×W images, int64 labels) for ``load_dataset``."""
-    return _read(Path(path), max_bytes, field)[0]
+    raw = _read(Path(path), max_bytes, field, read_pixels=True)[0]
+    assert raw is not None
+    return raw
 
 
-def _read(path: Path, max_bytes: int | None, field: str) -> tuple[RawDataset, DatasetSummary]:
+def _read(path: Path, max_bytes: int | None, field: str,
+          read_pixels: bool) -> tuple[RawDataset | None, DatasetSummary]:
     where = path.name
     try:
         archive = zipfile.ZipFile(path)
@@ -69,10 +78,10 @@ def _read(path: Path, max_bytes: int | None, field: str) -> tuple[RawDataset, Da
         members = _members(archive, where, field)
         headers = {key: _header(archive, info, where, field) for key, info in members.items()}
         _check_headers(headers, where, field, max_bytes)
-        arrays = {key: _array(archive, members[key], where, field) for key in members}
+        wanted = [key for key in members if read_pixels or key not in ("x", "x_test")]
+        arrays = {key: _array(archive, members[key], where, field) for key in wanted}
 
-    x, y = arrays["x"], arrays["y"]
-    x_test, y_test = arrays.get("x_test"), arrays.get("y_test")
+    y, y_test = arrays["y"], arrays.get("y_test")
     class_names = _class_names(arrays.get("classes"), where, field)
     num_classes = len(class_names) if class_names is not None else int(y.max()) + 1 if y.size else 0
     _check_labels(y, "y", num_classes, where, field, explicit=class_names is not None)
@@ -82,14 +91,23 @@ def _read(path: Path, max_bytes: int | None, field: str) -> tuple[RawDataset, Da
     if present.size < 2:
         only = f"only class {int(present[0])}" if present.size else "no labels"
         raise DataError(field, f"{where}: y holds {only}; a classifier needs samples of at least two classes")
+    if class_names is None:
+        class_names = tuple(str(label) for label in range(num_classes))
+    x_header = headers["x"]
+    channels, height, width = _chw(x_header.shape)
+    summary = DatasetSummary(
+        format="npz", channels=channels, image_shape=(channels, height, width), num_classes=num_classes,
+        class_names=class_names, train_samples=int(y.shape[0]),
+        test_samples=int(y_test.shape[0]) if y_test is not None else 0, pixel_dtype=str(x_header.dtype),
+    )
+    if not read_pixels:
+        return None, summary
+
+    x, x_test = arrays["x"], arrays.get("x_test")
     _check_pixels(x, "x", where, field)
     if x_test is not None:
         _check_pixels(x_test, "x_test", where, field)
-    if class_names is None:
-        class_names = tuple(str(label) for label in range(num_classes))
-
     scale = 1.0 / 255.0 if x.dtype == np.uint8 else 1.0
-    channels, height, width = _chw(x.shape)
     raw = RawDataset(
         train_images=_to_nchw(x),
         train_labels=torch.from_numpy(y.astype(np.int64)),
@@ -98,11 +116,6 @@ def _read(path: Path, max_bytes: int | None, field: str) -> tuple[RawDataset, Da
         num_classes=num_classes,
         scale=scale,
         class_names=class_names,
-    )
-    summary = DatasetSummary(
-        format="npz", channels=channels, image_shape=(channels, height, width), num_classes=num_classes,
-        class_names=class_names, train_samples=int(y.shape[0]),
-        test_samples=int(y_test.shape[0]) if y_test is not None else 0, pixel_dtype=str(x.dtype),
     )
     return raw, summary
 

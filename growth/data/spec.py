@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from growth import validation as check
+from growth.data.summary import USER_FORMATS
 from growth.errors import SpecError
 
 BUILTIN_DATASETS = ("digits", "synthetic")
@@ -20,7 +21,7 @@ BUILTIN_DATASETS = ("digits", "synthetic")
 ON_DISK_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist")
 """Datasets read from ``data.root``; they ship their own test split."""
 
-DATASET_NAMES = BUILTIN_DATASETS + ON_DISK_DATASETS
+DATASET_NAMES = BUILTIN_DATASETS + ON_DISK_DATASETS + USER_FORMATS
 
 STANDARD_SAMPLES: dict[str, tuple[int, int]] = {
     "digits": (1797, 0),
@@ -70,6 +71,9 @@ def data_json_schema() -> dict[str, Any]:
         "limit": {**optional_count, "description": "use only this many training samples"},
     }
     root = {"type": "string", "minLength": 1, "description": "the folder holding the dataset files"}
+    path = {"type": "string", "minLength": 1,
+            "description": "npz: the .npz file (x, y, optional x_test, y_test, classes); image_folder: the folder "
+                           "with one sub-folder of PNG/JPEG images per class (optionally under train/ and test/)"}
 
     def variant(title: str, names: dict[str, Any], extra: dict[str, Any], required: list[str]) -> dict[str, Any]:
         return {"title": title, "type": "object", "additionalProperties": False, "required": required,
@@ -88,6 +92,7 @@ def data_json_schema() -> dict[str, Any]:
         variant("SyntheticData", {"const": "synthetic"}, {"root": {"anyOf": [root, {"type": "null"}]},
                                                           **synthetic}, ["name"]),
         variant("DatasetFolder", {"enum": list(ON_DISK_DATASETS)}, {"root": root}, ["name", "root"]),
+        variant("UserData", {"enum": list(USER_FORMATS)}, {"path": path}, ["name", "path"]),
     ]}
 
 
@@ -105,13 +110,23 @@ def validate_data_spec(spec: Mapping[str, Any] | None, field: str = "data") -> d
         raise SpecError(f"{field}.name", f"unknown dataset {name!r}; valid: {', '.join(DATASET_NAMES)}")
 
     allowed = set(COMMON_DEFAULTS) | (set(SYNTHETIC_DEFAULTS) if name == "synthetic" else set())
+    if name in USER_FORMATS:
+        allowed = (allowed - {"root"}) | {"path"}
     for key in spec:
         if key not in allowed and key in SYNTHETIC_DEFAULTS:
             raise SpecError(f"{field}.{key}", f"only the synthetic dataset takes this field, not {name!r}")
+        if key == "root" and name in USER_FORMATS:
+            raise SpecError(f"{field}.root", f"{name} data are read from data.path (the file or folder itself)")
+        if key == "path" and name not in USER_FORMATS:
+            raise SpecError(f"{field}.path", f"only npz and image_folder data take a path; {name} "
+                                             f"{'reads data.root' if name in ON_DISK_DATASETS else 'is built in'}")
     check.reject_unknown(spec, sorted(allowed), field)
 
     out: dict[str, Any] = {"name": name}
-    out["root"] = _root(spec.get("root"), name, f"{field}.root")
+    if name in USER_FORMATS:
+        out["path"] = _path(spec.get("path"), name, f"{field}.path")
+    else:
+        out["root"] = _root(spec.get("root"), name, f"{field}.root")
     out["image_size"] = _optional_int(spec.get("image_size"), f"{field}.image_size", minimum=1)
     out["val_fraction"] = _fraction(
         spec.get("val_fraction", COMMON_DEFAULTS["val_fraction"]), f"{field}.val_fraction", allow_zero=True
@@ -142,6 +157,15 @@ def _root(value: Any, name: str, field: str) -> str | None:
         return None
     if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
         raise SpecError(field, f"must be a folder path (string), got {value!r}")
+    return os.fspath(value)
+
+
+def _path(value: Any, name: str, field: str) -> str:
+    if value is None:
+        what = "the .npz file" if name == "npz" else "the folder with one sub-folder of images per class"
+        raise SpecError(field, f"{name} data need a path: {what}")
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        raise SpecError(field, f"must be a file or folder path (string), got {value!r}")
     return os.fspath(value)
 
 

@@ -35,7 +35,7 @@ from ..training import Precision, evaluate
 class Change:
     """An architecture change made at an epoch boundary: ``units`` maps unit → (old width, new width)."""
 
-    kind: str  # "widen" | "prune" | "add_block"
+    kind: str  # "init" (the network a run starts from) | "widen" | "prune" | "add_block"
     units: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 

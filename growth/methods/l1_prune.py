@@ -49,13 +49,14 @@ class L1Prune(Method):
 
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)
-        self.dense_epochs = 0 if spec.prune.from_checkpoint else spec.train.epochs
+        # A network that starts trained (init, or a checkpoint) is pruned before the first epoch.
+        self.dense_epochs = 0 if spec.starts_trained else spec.train.epochs
         self.pruned = False
         self.sensitivity: dict[str, list[list[float]]] = {}
 
     @classmethod
     def epoch_budget(cls, spec: Any) -> int:
-        return (0 if spec.prune.from_checkpoint else spec.train.epochs) + spec.prune.finetune_epochs
+        return (0 if spec.starts_trained else spec.train.epochs) + spec.prune.finetune_epochs
 
     def schedule(self, epoch: int) -> tuple[str, float] | None:
         t, p = self.spec.train, self.spec.prune
@@ -72,9 +73,10 @@ class L1Prune(Method):
                 raise SpecError(f"prune.keep.{unit}", f"no such unit in this model; units are {valid}")
 
     def prepare(self, ctx: RunContext) -> list[Change]:
-        if not self.spec.prune.from_checkpoint:
+        if not self.spec.starts_trained:
             return []
-        _load_weights(ctx.model, self.spec.prune.from_checkpoint)
+        if self.spec.prune.from_checkpoint:
+            _load_weights(ctx.model, self.spec.prune.from_checkpoint)
         return self._prune(ctx)
 
     def after_epoch(self, ctx: RunContext, epoch: int, val_accuracy: float) -> list[Change]:
