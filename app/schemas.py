@@ -288,3 +288,32 @@ def job_spec_schema() -> dict[str, Any]:
             **sections,
         },
     }
+
+
+# --- datasets ---------------------------------------------------------------------------
+
+
+class DatasetRead(_Response):
+    """An uploaded dataset: what was checked, and its sha256 (the same bytes are one dataset)."""
+
+    id: uuid.UUID
+    format: Literal["npz", "image_folder"]
+    filename: str = Field(description="the uploaded file's name")
+    size_bytes: int = Field(description="bytes uploaded")
+    sha256: str = Field(description="sha256 of the uploaded bytes")
+    channels: int
+    image_shape: list[int] | None = Field(description="C, H, W as stored; null when the images differ in size "
+                                                      "(a job then sets data.image_size)")
+    num_classes: int
+    class_names: list[str]
+    train_samples: int
+    test_samples: int = Field(description="0: no test split of its own (a job carves one out)")
+    pixel_dtype: str
+    created_at: datetime
+
+
+class DatasetPage(BaseModel):
+    items: list[DatasetRead]
+    total: int
+    limit: int
+    offset: int

@@ -151,7 +151,8 @@ def _extract_zip(archive: Path, writer: _Writer, field: str) -> None:
                 if stat.S_ISLNK(mode):
                     raise ArchiveError(field, f"the archive member {info.filename!r} is a symbolic link; archive the "
                                               f"files themselves (zip without -y)")
-                if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                # Zip tools that record no file type (Python's writestr, Windows) leave the type bits 0.
+                if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                     raise ArchiveError(field, f"the archive member {info.filename!r} is not a file or folder; "
                                               f"archive only image files")
                 if info.flag_bits & 0x1:
