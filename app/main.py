@@ -91,7 +91,9 @@ def create_app(
     app.state.sse_poll_seconds = sse_poll_seconds
     app.state.sse_heartbeat_seconds = sse_heartbeat_seconds
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    # The upload route streams its body to disk under max_upload_bytes (app/upload_stream.py).
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes,
+                       exempt=frozenset({("POST", "/v1/datasets")}))
     app.add_middleware(RequestTimingMiddleware, metrics=app.state.metrics)  # outermost: times 413s too
     app.include_router(api_router)
     install_dashboard(app)  # /ui: the live dashboard, static files

@@ -14,15 +14,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class BodySizeLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    """``exempt``: (method, path) pairs that stream their body and enforce a limit of their own (uploads)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, exempt: frozenset[tuple[str, str]] = frozenset()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.exempt = exempt
 
     def _message(self) -> str:
         return f"request body is larger than the limit of {self.max_bytes} bytes"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (scope["method"], scope["path"].rstrip("/")) in self.exempt:
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)

@@ -72,6 +72,7 @@ class JobLinks(_Response):
     cancel: str
     retry: str
     weights: str
+    onnx: str
 
 
 class JobProgress(_Response):
@@ -278,16 +279,32 @@ def job_spec_schema() -> dict[str, Any]:
     return {
         "title": "JobSpec",
         "type": "object",
-        "required": ["method", "model", "data"],
+        "required": ["method", "data"],
         "additionalProperties": False,
         "properties": {
             "method": {"enum": list(METHODS)},
             "seed": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
-            "model": {**model_json_schema(), "description": 'e.g. {"family": "vgg", "layers": [8, "M", 8]}'},
-            "data": {**data_json_schema(), "description": 'e.g. {"name": "digits"}'},
+            "model": {**model_json_schema(),
+                      "description": 'e.g. {"family": "vgg", "layers": [8, "M", 8]}; required unless init is given '
+                                     '(the network then comes from the source job)'},
+            "data": {**_http_data_schema(data_json_schema()), "description": 'e.g. {"name": "digits"}'},
+            "init": {"title": "Init", "type": "object", "additionalProperties": False, "required": ["job"],
+                     "properties": {"job": {"type": "string", "format": "uuid",
+                                            "description": "start from this succeeded job's grown network"}}},
             **sections,
         },
     }
+
+
+def _http_data_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Over HTTP a user's own data come from an upload (by id), never from a path on the server."""
+    variants = [variant for variant in schema["oneOf"] if variant["title"] != "UserData"]
+    common = {key: value for key, value in variants[0]["properties"].items() if key not in ("name", "root")}
+    upload = {"title": "UploadedData", "type": "object", "additionalProperties": False, "required": ["name", "id"],
+              "properties": {"name": {"const": "upload"},
+                             "id": {"type": "string", "format": "uuid", "description": "from POST /v1/datasets"},
+                             **common}}
+    return {**schema, "oneOf": [*variants, upload]}
 
 
 # --- datasets ---------------------------------------------------------------------------

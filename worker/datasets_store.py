@@ -2,9 +2,9 @@
 
 Every function is one unit of work and commits. A dataset belongs to its
 owner exactly as a job does: every query here is by owner, so another key
-sees nothing (the API answers 404). Jobs that use a dataset point at it
-(``jobs.dataset_id``); deleting one while a queued or running job uses it is
-refused, and a finished job keeps its spec (its ``dataset_id`` becomes NULL).
+sees nothing (the API answers 404). A job that uses a dataset is linked to it
+(``job_datasets``); deleting one while a queued or running job uses it is
+refused, and a finished job keeps its spec (its link goes with the dataset).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .db.models import TERMINAL_STATUSES, Dataset, Job
+from .db.models import TERMINAL_STATUSES, Dataset, Job, JobDataset
 from .uploads import CheckedUpload, discard, publish, relative_dataset_path, remove_stored, stored_folder
 
 
@@ -91,7 +91,7 @@ def delete_dataset(session: Session, owner: str, dataset_id: uuid.UUID, data_dir
     """Delete a dataset and its files; False if the owner has none by that id; ``DatasetInUse`` if a job needs it.
 
     The row is locked first (``FOR UPDATE``): a job being created for it holds
-    a key-share lock on it through its foreign key, so the check for
+    a key-share lock on it through the link's foreign key, so the check for
     unfinished jobs sees every job committed before the delete.
     """
     dataset = session.scalars(select(Dataset).where(Dataset.owner == owner, Dataset.id == dataset_id)
@@ -99,8 +99,9 @@ def delete_dataset(session: Session, owner: str, dataset_id: uuid.UUID, data_dir
     if dataset is None:
         session.rollback()
         return False
-    users = session.scalars(select(Job.id).where(Job.dataset_id == dataset_id,
-                                                 Job.status.not_in([s.value for s in TERMINAL_STATUSES]))).all()
+    users = session.scalars(select(Job.id).join(JobDataset, JobDataset.job_id == Job.id)
+                            .where(JobDataset.dataset_id == dataset_id,
+                                   Job.status.not_in([s.value for s in TERMINAL_STATUSES]))).all()
     if users:
         session.rollback()
         raise DatasetInUse(list(users))

@@ -15,7 +15,9 @@ that a reader never sees half a file.
 """
 from __future__ import annotations
 
+import json
 import os
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -99,3 +101,40 @@ def export_onnx(module: Deployable, input_shape: Sequence[int], destination: Pat
     finally:
         temporary.unlink(missing_ok=True)
     return destination
+
+
+class NotExportable(ValueError):
+    """A job whose stored weights lack what the export needs (the normalisation of older runs)."""
+
+
+_locks: dict[Path, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def export_weights_file(weights: Path, destination: Path, preprocessing: Mapping[str, Any] | None = None) -> Path:
+    """Export a netgrow safetensors file (model spec and normalisation in its metadata) to ONNX at ``destination``.
+
+    Done once: an existing ``destination`` is returned as it is, and concurrent
+    requests for the same file in this process wait for one export.
+    ``preprocessing`` (``result["final"]["preprocessing"]``) stands in for
+    weights files written before their metadata held it.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    destination = Path(destination)
+    with _locks_guard:
+        lock = _locks.setdefault(destination, threading.Lock())
+    with lock:
+        if destination.is_file():
+            return destination
+        with safe_open(str(weights), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        if "preprocessing" in metadata:
+            preprocessing = json.loads(metadata["preprocessing"])
+        if preprocessing is None:
+            raise NotExportable("the weights carry no input normalisation (the job ran before netgrow recorded "
+                                "it): run the job again to export it")
+        module = deployable(json.loads(metadata["model"]), load_file(str(weights)), preprocessing["mean"],
+                            preprocessing["std"])
+        return export_onnx(module, preprocessing["input_shape"], destination)

@@ -1,11 +1,12 @@
 """The ``netgrow`` console script.
 
-Subcommands come from three modules, each with a ``register(subparsers)``:
+Subcommands come from four modules, each with a ``register(subparsers)``:
 ``app.cli.local`` (``grow`` and comparing result files, no service needed),
 ``app.cli.server`` (``serve``, ``migrate``, ``keys``, ``check``, ``demo``) and
 ``app.cli.client`` (``submit``, ``status``, ``watch``, ``history``, ``cancel``,
-``retry`` against a server). ``compare`` and ``plot`` are shared: result files
-are read locally, job ids go to the server.
+``retry`` against a server), ``app.cli.transfer`` (``data upload|list``,
+``download``). ``compare`` and ``plot`` are shared: result files are read
+locally, job ids go to the server.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from app.cli import client, server
+from app.cli import client, server, transfer
 
 COMPARE_FORMATS = ("markdown", "csv", "json")
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     _register_plot(subparsers)
     server.register(subparsers)
     client.register(subparsers)
+    transfer.register(subparsers)
     return parser
 
 

@@ -21,7 +21,8 @@ from worker.store.migrate import current_revision, downgrade, head_revision, is_
 pytestmark = pytest.mark.service
 
 REPO = Path(__file__).resolve().parents[2]
-TABLES = {"alembic_version", "api_keys", "jobs", "job_epochs", "job_units", "artifacts", "job_events"}
+TABLES = {"alembic_version", "api_keys", "jobs", "job_epochs", "job_units", "artifacts", "job_events",
+          "datasets", "job_datasets"}
 
 
 def schema_diffs(url: str, metadata: MetaData = Base.metadata) -> list:

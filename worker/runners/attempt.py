@@ -27,7 +27,7 @@ from growth.events import ArchitectureChanged, EpochEnd, Event
 
 from worker.store import artifacts
 from worker.store import jobs as jobs_store
-from worker.store.datasets import localize_data_root
+from worker.store.datasets import localize_job_spec
 from worker.store.models import Job, JobStatus
 from worker.store.session import session_factory
 from worker.store.settings import Settings, get_settings
@@ -218,7 +218,8 @@ def run_job(
     # meanwhile would let a reaper re-queue (or fail) a job that trained to the end.
     with heartbeat:
         try:
-            spec = localize_data_root(claim.spec, settings.data_dir)
+            with sessions() as session:
+                spec = localize_job_spec(claim.spec, settings.data_dir, settings.artifact_dir, session)
             result = growth.run(spec, recorder, checkpoint_dir=checkpoints, resume_from=claim.checkpoint_path,
                                 should_stop=heartbeat.should_stop)
             heartbeat.finalising()
@@ -266,7 +267,7 @@ def _succeed(sessions: sessionmaker[Session], settings: Settings, claim: jobs_st
     final_state = Path(result["weights"])
     staged = artifacts.write_weights(
         final_state, artifacts.staged_weights_path(settings.artifact_dir, claim.job_id, claim.attempt),
-        result["final"]["model"])
+        result["final"]["model"], result["final"].get("preprocessing"))
     final_state.unlink(missing_ok=True)  # the safetensors file replaces growth's torch copy
     def finish() -> bool:
         with sessions() as session:

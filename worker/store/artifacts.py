@@ -3,6 +3,7 @@
     <artifact_dir>/<job id>/checkpoints/attempt-<n>/epoch-<e>.pt   (growth's own format)
     <artifact_dir>/<job id>/checkpoints/attempt-<n>/weights.safetensors   (staged by that attempt)
     <artifact_dir>/<job id>/weights.safetensors
+    <artifact_dir>/<job id>/model.onnx   (exported on first request, worker.onnx_export)
 
 Each attempt checkpoints into its own folder: a worker that lost its lease but
 still runs for a moment cannot delete the checkpoint the next attempt resumes
@@ -26,6 +27,7 @@ import torch
 from safetensors.torch import save
 
 WEIGHTS_FILE = "weights.safetensors"
+ONNX_FILE = "model.onnx"
 _CHUNK = 1 << 20
 
 
@@ -46,6 +48,10 @@ def checkpoint_dir(artifact_dir: Path, job_id: uuid.UUID, attempt: int) -> Path:
 
 def weights_path(artifact_dir: Path, job_id: uuid.UUID) -> Path:
     return job_dir(artifact_dir, job_id) / WEIGHTS_FILE
+
+
+def onnx_path(artifact_dir: Path, job_id: uuid.UUID) -> Path:
+    return job_dir(artifact_dir, job_id) / ONNX_FILE
 
 
 def staged_weights_path(artifact_dir: Path, job_id: uuid.UUID, attempt: int) -> Path:
@@ -70,7 +76,8 @@ def describe(path: Path) -> StoredFile:
     return StoredFile(path=path, size=path.stat().st_size, sha256=sha256_file(path))
 
 
-def write_weights(state_dict_file: Path, destination: Path, model_spec: dict[str, Any]) -> StoredFile:
+def write_weights(state_dict_file: Path, destination: Path, model_spec: dict[str, Any],
+                  preprocessing: dict[str, Any] | None = None) -> StoredFile:
     """Convert growth's final ``state_dict`` (a torch file) into safetensors at ``destination``.
 
     The model spec goes into the safetensors metadata, so the file alone rebuilds
@@ -79,8 +86,10 @@ def write_weights(state_dict_file: Path, destination: Path, model_spec: dict[str
     """
     state = torch.load(state_dict_file, map_location="cpu", weights_only=True)
     tensors = {name: tensor.contiguous() for name, tensor in state.items()}
-    content = canonical_safetensors(save(tensors, metadata={"model": json.dumps(model_spec, sort_keys=True),
-                                                            "format": "netgrow"}))
+    metadata = {"model": json.dumps(model_spec, sort_keys=True), "format": "netgrow"}
+    if preprocessing is not None:  # input shape and normalisation: what an ONNX export bakes in
+        metadata["preprocessing"] = json.dumps(preprocessing, sort_keys=True)
+    content = canonical_safetensors(save(tensors, metadata=metadata))
     destination.parent.mkdir(parents=True, exist_ok=True)
     temporary = destination.with_name(destination.name + ".tmp")
     # A plain open() like torch.save's for checkpoints: the mode follows the umask (safetensors' own

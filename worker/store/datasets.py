@@ -8,8 +8,11 @@ job runs on any host that mounts the datasets at its own place.
 from __future__ import annotations
 
 import copy
+import uuid
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from growth.errors import SpecError
 
@@ -56,4 +59,32 @@ def localize_data_root(spec: dict[str, Any], data_dir: Path) -> dict[str, Any]:
         return spec
     local = copy.deepcopy(spec)
     local["data"]["root"] = str(resolve_data_root(root, data_dir))
+    return local
+
+
+def localize_job_spec(spec: dict[str, Any], data_dir: Path, artifact_dir: Path, session: Session) -> dict[str, Any]:
+    """A copy of a stored job spec that this worker's growth library can run.
+
+    ``data.root`` joins this worker's ``data_dir``; an uploaded dataset
+    (``{"name": "upload", "id": …}``) becomes its stored file or folder; a
+    source job (``init.job``) becomes that job's weights file. A dataset deleted
+    since the job was stored fails the job with a message that says so.
+    """
+    local = localize_data_root(spec, data_dir)
+    data = local.get("data", {})
+    if data.get("name") == "upload":
+        from .db.models import Dataset
+
+        dataset = session.get(Dataset, uuid.UUID(data["id"]))
+        if dataset is None or dataset.sha256 != data.get("sha256"):
+            raise SpecError("data.id", f"dataset {data['id']} has been deleted; upload it again and submit a new job")
+        local = copy.deepcopy(local)
+        common = {key: value for key, value in data.items() if key not in ("name", "id", "sha256", "format")}
+        local["data"] = {"name": dataset.format, "path": str(data_dir / dataset.path), **common}
+    init = local.get("init")
+    if init and init.get("job") and not init.get("weights"):
+        from .artifacts import weights_path
+
+        local = copy.deepcopy(local)
+        local["init"]["weights"] = str(weights_path(artifact_dir, uuid.UUID(init["job"])))
     return local

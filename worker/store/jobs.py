@@ -31,6 +31,7 @@ from .models import (
     EventKind,
     Job,
     JobEpoch,
+    JobDataset,
     JobEvent,
     JobUnit,
     JobStatus,
@@ -49,6 +50,8 @@ def create_job(
     max_attempts: int,
     idempotency_key: str | None = None,
     queue: str | None = None,
+    stored_spec: Mapping[str, Any] | None = None,
+    dataset_id: uuid.UUID | None = None,
 ) -> tuple[Job, bool]:
     """Store a queued job; returns ``(job, created)``. Commits; the caller then calls ``dispatch.enqueue``.
 
@@ -62,7 +65,8 @@ def create_job(
         existing = _job_by_idempotency_key(session, owner, idempotency_key)
         if existing is not None:
             return existing, False
-    normalised = job_spec.to_dict()
+    # The service stores uploaded datasets and source jobs by id (app/references.py), not by path.
+    normalised = dict(stored_spec) if stored_spec is not None else job_spec.to_dict()
     now = database_now(session)
     job = Job(owner=owner, method=job_spec.method, spec=normalised, status=JobStatus.QUEUED, attempts=0,
               max_attempts=max_attempts, idempotency_key=idempotency_key, progress_epoch=0,
@@ -77,6 +81,9 @@ def create_job(
         if existing is None:
             raise
         return existing, False
+    if dataset_id is not None:
+        # Its foreign key locks the dataset row against a concurrent DELETE until this commits.
+        session.add(JobDataset(job_id=job.id, dataset_id=dataset_id))
     _add_event(session, job.id, EventKind.STATE, {"status": JobStatus.QUEUED})
     session.commit()
     return job, True

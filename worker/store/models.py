@@ -244,3 +244,37 @@ class JobEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="events")
+
+
+DATASET_FORMATS = ("npz", "image_folder")
+
+
+class Dataset(Base):
+    """An uploaded dataset, checked and stored under ``data_dir/<path>`` (worker.uploads); one per owner and hash."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (
+        UniqueConstraint("owner", "sha256"),
+        CheckConstraint(f"format IN ({', '.join(repr(f) for f in DATASET_FORMATS)})", name="format"),
+        Index(None, "owner", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    owner: Mapped[str] = mapped_column(String(100))
+    sha256: Mapped[str] = mapped_column(String(64))  # of the uploaded bytes
+    format: Mapped[str] = mapped_column(String(16))
+    filename: Mapped[str] = mapped_column(String(255))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    path: Mapped[str] = mapped_column(Text)  # relative to the data directory: the npz file or the image folder
+    summary: Mapped[dict[str, Any]]  # growth.data.summary.DatasetSummary.to_dict()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobDataset(Base):
+    """The uploaded dataset a job trains on (a DELETE of the dataset is refused while the job is unfinished)."""
+
+    __tablename__ = "job_datasets"
+    __table_args__ = (Index(None, "dataset_id"),)
+
+    job_id: Mapped[uuid.UUID] = mapped_column(_job_fk(), primary_key=True)
+    dataset_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))

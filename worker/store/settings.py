@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     max_dataset_bytes: int = Field(default=4 << 30, ge=1,
                                    description="float32 image bytes a job's data spec may load into memory")
     max_request_bytes: int = Field(default=1_000_000, ge=1)
+    # POST /v1/datasets streams its body to disk and is bounded by these instead of max_request_bytes.
+    max_upload_bytes: int = Field(default=512 << 20, ge=1, description="bytes of one uploaded dataset file")
+    max_upload_unpacked_bytes: int = Field(default=2 << 30, ge=1,
+                                           description="bytes an uploaded npz or archive may expand to")
+    max_upload_files: int = Field(default=200_000, ge=1, description="files and folders in an uploaded archive")
     api_page_size_max: int = Field(default=200, ge=1)
     # Per-owner limits (each API key's owner); a submission beyond one is answered 429.
     max_active_jobs_per_owner: int = Field(default=50, ge=1, description="queued + running jobs per owner")

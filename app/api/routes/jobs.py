@@ -24,6 +24,7 @@ from app.limits import (
     parse_submission,
 )
 from app.queries import StoredEvent
+from app.references import resolve_references
 from app.schemas import (
     ErrorBody,
     JobArchitecture,
@@ -41,6 +42,7 @@ from app.schemas import (
 from app.sse import job_event_stream
 from growth.errors import SpecError
 from growth.spec import METHODS
+from worker.store import artifacts
 from worker.store import jobs as jobs_store
 from worker.store.models import TERMINAL_STATUSES, Job, JobStatus
 from worker.store.dispatch import enqueue
@@ -95,7 +97,7 @@ def job_read(job: Job, request: Request) -> JobRead:
         finished_at=job.finished_at,
         links=JobLinks(self=base, history=f"{base}/history", events=f"{base}/events",
                        architecture=f"{base}/architecture", cancel=f"{base}/cancel", retry=f"{base}/retry",
-                       weights=f"{base}/artifacts/weights"),
+                       weights=f"{base}/artifacts/weights", onnx=f"{base}/artifacts/model.onnx"),
     )
 
 
@@ -156,7 +158,9 @@ def submit_job(
 ) -> JobRead:
     """Validate a job spec against the server's limits, store it as a queued job and hand it to a worker."""
     try:
-        spec = parse_submission(body, settings)
+        resolved = resolve_references(body, session=session, owner=owner, data_dir=settings.data_dir,
+                                      artifact_dir=settings.artifact_dir)
+        spec = parse_submission(resolved.local, settings)
     except SpecError as exc:
         raise spec_validation_error(exc, "limit_exceeded" if isinstance(exc, LimitExceeded) else "spec_error")
     # A replay of an Idempotency-Key is not a new job: it is answered whatever the owner's limits say.
@@ -167,9 +171,11 @@ def submit_job(
         except OwnerLimitReached as exc:
             headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
             raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, exc.message, headers=headers) from exc
+    stored = resolved.stored(spec.to_dict())
     job, created = jobs_store.create_job(session, owner=owner, spec=spec, max_attempts=settings.max_attempts,
-                                         idempotency_key=idempotency_key, queue=settings.queue)
-    if not created and not _same_spec(job.spec, spec.to_dict()):
+                                         idempotency_key=idempotency_key, queue=settings.queue, stored_spec=stored,
+                                         dataset_id=resolved.dataset.id if resolved.dataset is not None else None)
+    if not created and not _same_spec(job.spec, stored):
         raise validation_error(["header", "Idempotency-Key"],
                                f"this key was already used for job {job.id} with a different spec; "
                                "use a new key for a new job", "idempotency_key_reused")
@@ -344,3 +350,33 @@ def download_weights(job: OwnedJob, session: SessionDep) -> FileResponse:
     return FileResponse(artifact.path, media_type="application/octet-stream", filename=f"{job.id}.safetensors",
                         headers={"X-Content-SHA256": artifact.sha256})
 
+
+
+@router.get(
+    "/{job_id}/artifacts/model.onnx",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                     "description": "The grown network as ONNX: input `images` (N×C×H×W float32 pixels in [0, 1]), "
+                                    "output `logits` (N×K); the job's normalisation is part of the graph."},
+               409: {"model": ErrorBody, "description": "The job has not succeeded, or cannot be exported."},
+               501: {"model": ErrorBody, "description": "This server lacks the onnx packages."}} | NOT_FOUND,
+)
+def download_onnx(job: OwnedJob, session: SessionDep, settings: SettingsDep) -> FileResponse:
+    """The grown network as an ONNX file that runs without netgrow (exported on first request, then kept)."""
+    from worker.onnx_export import ExportUnavailable, NotExportable, export_weights_file
+
+    if job.status != "succeeded":
+        raise HTTPException(status.HTTP_409_CONFLICT, f"job {job.id} is {job.status}; its network can be exported "
+                                                      f"once it succeeded")
+    artifact = queries.weights_artifact(session, job.id)
+    if artifact is None or not Path(artifact.path).is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"the weights of job {job.id} are no longer stored")
+    preprocessing = ((job.result or {}).get("final") or {}).get("preprocessing")
+    try:
+        path = export_weights_file(Path(artifact.path), artifacts.onnx_path(settings.artifact_dir, job.id),
+                                   preprocessing)
+    except ExportUnavailable as exc:
+        raise HTTPException(status.HTTP_501_NOT_IMPLEMENTED, str(exc)) from exc
+    except NotExportable as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"job {job.id}: {exc}") from exc
+    return FileResponse(path, media_type="application/octet-stream", filename=f"{job.id}.onnx")
