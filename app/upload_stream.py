@@ -19,6 +19,7 @@ from fastapi import HTTPException, Request, status
 from starlette.concurrency import run_in_threadpool
 
 FIELD = "file"
+CONTENT_TOO_LARGE = 413  # Starlette renamed its constant (HTTP_413_CONTENT_TOO_LARGE) in versions we still allow
 MAX_HEADER_BYTES = 16 << 10  # a part's headers; the file itself is bounded by max_bytes
 
 
@@ -35,7 +36,7 @@ class ReceivedFile:
 
 
 def _too_large(limit: int) -> UploadRefused:
-    return UploadRefused(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    return UploadRefused(CONTENT_TOO_LARGE,
                          f"the uploaded file is larger than this server's limit of {_size(limit)} "
                          f"(NETGROW_MAX_UPLOAD_BYTES): upload fewer or smaller images")
 
@@ -82,7 +83,7 @@ async def receive_file(request: Request, staging: Path, max_bytes: int) -> Recei
     except Exception as exc:
         state.discard()
         detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
-        if isinstance(exc, HTTPException) and exc.status_code == status.HTTP_413_REQUEST_ENTITY_TOO_LARGE:
+        if isinstance(exc, HTTPException) and exc.status_code == CONTENT_TOO_LARGE:
             raise _too_large(max_bytes) from exc
         raise UploadRefused(status.HTTP_400_BAD_REQUEST,
                             f"the multipart body cannot be read ({detail}); send the file in the field 'file'") from exc

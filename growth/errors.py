@@ -42,6 +42,10 @@ class DataError(SpecError):
     """A dataset could not be read (missing folder, malformed file)."""
 
 
+class DatasetTooLarge(DataError):
+    """A dataset that would expand past a size limit (a server answers 413)."""
+
+
 class Interrupted(NetgrowError):
     """A run stopped early because ``should_stop()`` returned True.
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from growth.errors import DataError
+from growth.errors import DataError, DatasetTooLarge
 
 _CHUNK = 1 << 20
 
@@ -28,7 +28,7 @@ class ArchiveError(DataError):
     """An archive that is refused: unreadable, unsafe or too large. ``field`` names the upload field."""
 
 
-class ArchiveTooLarge(ArchiveError):
+class ArchiveTooLarge(ArchiveError, DatasetTooLarge):
     """An archive that would unpack to more bytes or files than this server accepts."""
 
 

@@ -24,7 +24,7 @@ import torch
 
 from growth.data.raw import RawDataset
 from growth.data.summary import DatasetSummary
-from growth.errors import DataError
+from growth.errors import DataError, DatasetTooLarge
 
 PATH_FIELD = "data.path"
 REQUIRED_KEYS = ("x", "y")
@@ -161,7 +161,7 @@ def _header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, field: 
 def _check_headers(headers: dict[str, ArrayHeader], where: str, field: str, max_bytes: int | None) -> None:
     total = sum(header.nbytes for header in headers.values())
     if max_bytes is not None and total > max_bytes:
-        raise DataError(field, f"{where}: its arrays hold {_size(total)} once decompressed; this server accepts at "
+        raise DatasetTooLarge(field, f"{where}: its arrays hold {_size(total)} once decompressed; this server accepts at "
                                f"most {_size(max_bytes)}: use fewer or smaller images")
     x = headers["x"]
     _check_image_header(x, "x", where, field)

@@ -11,12 +11,13 @@ from app.api.deps import CurrentOwner, SessionDep, SettingsDep
 from app.api.errors import spec_validation_error
 from app.schemas import DatasetPage, DatasetRead, ErrorBody, ValidationErrorBody
 from app.upload_stream import receive_file
-from growth.errors import SpecError
+from growth.errors import DatasetTooLarge, SpecError
 from worker import datasets_store
-from worker.archives import ArchiveTooLarge
 from worker.uploads import UploadLimits, check_upload, staging_dir
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
+
+CONTENT_TOO_LARGE = 413  # Starlette renamed its constant (HTTP_413_CONTENT_TOO_LARGE) in versions we still allow
 
 DatasetId = Annotated[uuid.UUID, Path(description="The dataset's id (a UUID).")]
 NOT_FOUND = {404: {"model": ErrorBody, "description": "No such dataset among the caller's datasets."}}
@@ -60,8 +61,8 @@ async def upload_dataset(request: Request, response: Response, owner: CurrentOwn
     limits = UploadLimits(max_unpacked_bytes=settings.max_upload_unpacked_bytes, max_files=settings.max_upload_files)
     try:
         checked = await run_in_threadpool(check_upload, received.path, received.filename, settings.data_dir, limits)
-    except ArchiveTooLarge as exc:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"{exc.field}: {exc.message}") from exc
+    except DatasetTooLarge as exc:
+        raise HTTPException(CONTENT_TOO_LARGE, f"{exc.field}: {exc.message}") from exc
     except SpecError as exc:
         raise spec_validation_error(exc, "dataset_error") from exc
     stored = await run_in_threadpool(
