@@ -282,8 +282,10 @@ def test_datasets_belong_to_their_owner_and_are_not_deleted_while_used(upload_ap
     unfinished = alice.post("/v1/jobs", json={"method": "dense", "init": {"job": job.json()["id"]},
                                               "data": spec["data"]})
     assert unfinished.status_code == 422 and "is queued" in unfinished.json()["detail"][0]["msg"]
-    foreign = bob.post("/v1/jobs", json={"method": "dense", "init": {"job": job.json()["id"]}, "data": spec["data"]})
-    assert foreign.status_code == 422 and "no job" in foreign.json()["detail"][0]["msg"]
+    foreign = bob.post("/v1/jobs", json={"method": "dense", "init": {"job": job.json()["id"]},
+                                         "data": {"name": "upload", "id": bobs.json()["id"]}})
+    assert foreign.status_code == 422 and foreign.json()["detail"][0]["loc"] == ["body", "init", "job"]
+    assert "no job" in foreign.json()["detail"][0]["msg"]
     path_init = alice.post("/v1/jobs", json={"method": "dense", "init": {"weights": "/etc/passwd"},
                                              "data": spec["data"]})
     assert path_init.status_code == 422 and path_init.json()["detail"][0]["loc"] == ["body", "init", "weights"]
