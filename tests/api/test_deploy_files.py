@@ -61,9 +61,9 @@ def test_services_share_one_database_broker_and_artifact_store(compose: dict[str
     assert "redis://redis:6379" in api["environment"]["NETGROW_BROKER_URL"]
     artifact_dir = api["environment"]["NETGROW_ARTIFACT_DIR"]
     assert f"artifacts:{artifact_dir}" in api["volumes"] and f"artifacts:{artifact_dir}" in worker["volumes"]
-    # The API checks that a job's dataset folder exists; the worker reads it; neither writes there.
+    # The API checks that a job's dataset folder exists and stores uploaded datasets there; workers only read.
     data_dir = api["environment"]["NETGROW_DATA_DIR"]
-    assert f"datasets:{data_dir}:ro" in api["volumes"] and f"datasets:{data_dir}:ro" in worker["volumes"]
+    assert f"datasets:{data_dir}" in api["volumes"] and f"datasets:{data_dir}:ro" in worker["volumes"]
     assert {"pgdata", "redisdata", "artifacts", "datasets"} <= set(compose["volumes"])
 
 
