@@ -241,20 +241,30 @@ def test_every_bad_upload_is_refused_by_name_and_leaves_nothing(upload_api: Live
     assert stored_files(upload_api) == []
 
 
-def test_an_image_folder_archive_is_a_dataset(upload_api: LiveApi, tmp_path: Path) -> None:
+def test_a_job_trains_on_an_uploaded_image_folder_archive(embedded_api: LiveApi, tmp_path: Path) -> None:
     write_digits_folder(tmp_path / "mydata", split=True, classes=(0, 1, 2))
     archive = tmp_path / "mydata.tar.gz"
     with tarfile.open(archive, "w:gz") as bundle:
         bundle.add(tmp_path / "mydata", "mydata")  # wrapped in one folder, as `tar czf x mydata` does
-    response = upload(upload_api.user(), archive)
+    client = embedded_api.user()
+    response = upload(client, archive)
     assert response.status_code == 201, response.text
     dataset = response.json()
     assert dataset["format"] == "image_folder" and dataset["class_names"] == ["digit-0", "digit-1", "digit-2"]
     assert (dataset["train_samples"], dataset["test_samples"]) == (12, 6)
-    stored = upload_api.settings.data_dir / "uploads"
+    stored = embedded_api.settings.data_dir / "uploads"
     (images,) = [p for p in stored.rglob("images") if p.is_dir()]
     assert sorted(p.name for p in images.iterdir()) == ["test", "train"]  # the wrapping folder is lifted
     assert list((stored / ".staging").iterdir()) == []
+
+    spec = {"method": "dense", "model": {"family": "vgg", "layers": [4, "M", 4]},
+            "data": {"name": "upload", "id": dataset["id"], "image_size": 8, "val_fraction": 0.25},
+            "train": {"epochs": 1, "batch_size": 8}}
+    submitted = client.post("/v1/jobs", json=spec)
+    assert submitted.status_code == 201, submitted.text
+    assert submitted.json()["spec"]["model"]["num_classes"] == 3
+    job = wait_finished(client, submitted.json()["id"])
+    assert job["status"] == "succeeded", job["error"]
 
 
 def test_datasets_belong_to_their_owner_and_are_not_deleted_while_used(upload_api: LiveApi, tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ UPLOAD_BODY = {
     openapi_extra=UPLOAD_BODY,
     responses={
         200: {"model": DatasetRead, "description": "The same bytes were uploaded before: that dataset."},
+        400: {"model": ErrorBody, "description": "The multipart body is malformed or has no field 'file'."},
         413: {"model": ErrorBody, "description": "The file, or what it unpacks to, is over this server's limit."},
         415: {"model": ErrorBody, "description": "The body is not multipart/form-data."},
         422: {"model": ValidationErrorBody, "description": "The file is not a usable dataset; `msg` says why."},
