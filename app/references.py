@@ -10,7 +10,7 @@ owner's id is as unknown as a missing one) and is usable, and gives back:
 * ``stored(spec)``: the normalised spec as the job keeps it, which names the
   dataset and the source job by id again (and the dataset's sha256: the bytes
   the job trained on), never a path; each worker localizes it again
-  (``worker.datasets.localize_job_spec``).
+  (``worker.store.datasets.localize_job_spec``).
 
 Every refusal is a ``SpecError`` naming the field, so the API answers 422.
 """
@@ -25,11 +25,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app import crud
+from app import queries
 from growth.errors import SpecError
-from worker import artifacts
-from worker.datasets_store import get_dataset
-from worker.db.models import Dataset, JobStatus
+from worker.store import artifacts
+from worker.store.uploaded_datasets import get_dataset
+from worker.store.models import Dataset, JobStatus
 
 UPLOAD = "upload"
 # The data-spec fields an uploaded dataset takes besides its id (the rest come from the dataset).
@@ -95,7 +95,7 @@ def _dataset(data: Mapping[str, Any], session: Session, owner: str) -> Dataset:
 
 def _source_job(value: Any, session: Session, owner: str) -> uuid.UUID:
     job_id = _uuid(value, "init.job", "the id of one of your succeeded jobs")
-    job = crud.get_job(session, job_id, owner)
+    job = queries.get_job(session, job_id, owner)
     if job is None:
         raise SpecError("init.job", f"no job {job_id} among yours; start from one of your own succeeded jobs")
     if job.status != JobStatus.SUCCEEDED:

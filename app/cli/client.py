@@ -79,6 +79,32 @@ class ApiClient:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return self._json(self.http.post("/v1/jobs", json=spec, headers=headers))
 
+    def upload_dataset(self, path: Path) -> dict[str, Any]:
+        """POST /v1/datasets, the file streamed from disk; the server checks every array or image first."""
+        with open(path, "rb") as handle:
+            response = self.http.post("/v1/datasets", files={"file": (path.name, handle)},
+                                      timeout=httpx.Timeout(30.0, write=None, read=600.0))
+        return self._json(response)
+
+    def datasets(self) -> dict[str, Any]:
+        return self._json(self.http.get("/v1/datasets"))
+
+    def download(self, path: str, out: Path) -> Path:
+        """Stream ``GET path`` into ``out``, through a temporary file renamed once the body is complete."""
+        temporary = out.with_name(f".{out.name}.part")
+        try:
+            with self.http.stream("GET", path, timeout=httpx.Timeout(30.0, read=600.0)) as response:
+                if not response.is_success:
+                    response.read()
+                    self._json(response)
+                with open(temporary, "wb") as handle:
+                    for chunk in response.iter_bytes():
+                        handle.write(chunk)
+            os.replace(temporary, out)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return out
+
     def job(self, job_id: str) -> dict[str, Any]:
         return self._json(self.http.get(f"/v1/jobs/{job_id}"))
 

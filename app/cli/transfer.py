@@ -1,29 +1,26 @@
 """Client commands that move files: ``netgrow data upload|list`` and ``netgrow download``.
 
 Uploads stream the file from disk (httpx sends it in chunks), downloads
-stream to a temporary file next to ``--out`` that is renamed once complete, so
-neither side holds a dataset or a network in memory and an interrupted
-download leaves no half file under the name asked for.
+stream to a temporary file next to ``--out`` that is renamed once complete
+(``ApiClient.upload_dataset`` / ``download``), so neither side holds a dataset
+or a network in memory and an interrupted download leaves no half file under
+the name asked for.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from app.cli import client as api
 
 DOWNLOAD_FORMATS = {
     "safetensors": ("artifacts/weights", "weights.safetensors"),
     "onnx": ("artifacts/model.onnx", "model.onnx"),
-    "spec": ("architecture", "model.json"),
+    "spec": ("architecture", "model.json"),  # the route's JSON body holds it under "model"
 }
-UPLOAD_TIMEOUT = httpx.Timeout(30.0, write=None, read=600.0)  # the server checks every image before it answers
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,54 +46,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     download.set_defaults(handler=download_command)
 
 
-def upload_dataset(client: api.ApiClient, path: Path) -> dict[str, Any]:
-    with open(path, "rb") as handle:
-        response = client.http.post("/v1/datasets", files={"file": (path.name, handle)}, timeout=UPLOAD_TIMEOUT)
-    return client._json(response)
-
-
 def download_artifact(client: api.ApiClient, job_id: str, fmt: str, out: Path) -> Path:
-    route, _ = DOWNLOAD_FORMATS[fmt]
-    temporary = out.with_name(f".{out.name}.part")
-    try:
-        with client.http.stream("GET", f"/v1/jobs/{job_id}/{route}", timeout=httpx.Timeout(30.0, read=600.0)) as r:
-            if not r.is_success:
-                r.read()
-                client._json(r)
-            if fmt == "spec":
-                r.read()
-                temporary.write_text(json.dumps(r.json()["model"], indent=1) + "\n")
-            else:
-                with open(temporary, "wb") as handle:
-                    for chunk in r.iter_bytes():
-                        handle.write(chunk)
-        os.replace(temporary, out)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return out
+    if fmt == "spec":  # the grown architecture, as a model spec a new job (or build_model) takes
+        out.write_text(json.dumps(client.architecture(job_id)["model"], indent=1) + "\n")
+        return out
+    return client.download(f"/v1/jobs/{job_id}/{DOWNLOAD_FORMATS[fmt][0]}", out)
 
 
+@api.talks_to_server
 def upload_command(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         print(f"error: no file {args.file}; give an .npz file or a .zip/.tar of an image folder", file=sys.stderr)
         return 2
-    try:
-        with api.ApiClient(args.server, args.key) as client:
-            dataset = upload_dataset(client, args.file)
-    except (api.ApiError, httpx.HTTPError) as exc:
-        return api._fail(exc)
+    with api.ApiClient(args.server, args.key) as client:
+        dataset = client.upload_dataset(args.file)
     print_dataset(dataset)
     print(f'  use it in a job spec: "data": {{"name": "upload", "id": "{dataset["id"]}"}}')
     print(dataset["id"])
     return 0
 
 
+@api.talks_to_server
 def list_command(args: argparse.Namespace) -> int:
-    try:
-        with api.ApiClient(args.server, args.key) as client:
-            page = client._json(client.http.get("/v1/datasets"))
-    except (api.ApiError, httpx.HTTPError) as exc:
-        return api._fail(exc)
+    with api.ApiClient(args.server, args.key) as client:
+        page = client.datasets()
     if args.json:
         print(json.dumps(page, indent=1))
         return 0
@@ -107,13 +80,11 @@ def list_command(args: argparse.Namespace) -> int:
     return 0
 
 
+@api.talks_to_server
 def download_command(args: argparse.Namespace) -> int:
     out = args.out or Path(f"{args.job_id}-{DOWNLOAD_FORMATS[args.format][1]}")
-    try:
-        with api.ApiClient(args.server, args.key) as client:
-            download_artifact(client, args.job_id, args.format, out)
-    except (api.ApiError, httpx.HTTPError) as exc:
-        return api._fail(exc)
+    with api.ApiClient(args.server, args.key) as client:
+        download_artifact(client, args.job_id, args.format, out)
     print(f"{args.format} written to {out} ({out.stat().st_size:,} bytes)")
     return 0
 

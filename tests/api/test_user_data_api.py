@@ -44,8 +44,8 @@ def stored_files(api: LiveApi) -> list[str]:
 def dataset_rows(api: LiveApi) -> int:
     from sqlalchemy import func, select
 
-    from worker.db.models import Dataset
-    from worker.db.session import session_scope
+    from worker.store.models import Dataset
+    from worker.store.session import session_scope
 
     with session_scope(api.settings.database_url) as session:
         return int(session.scalar(select(func.count()).select_from(Dataset)) or 0)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.user_datasets import tar_folder, tar_with, write_digits_folder, zip_folder
-from worker.archives import ArchiveError, ArchiveLimits, ArchiveTooLarge, extract_archive, safe_member_path
+from worker.store.archives import ArchiveError, ArchiveLimits, ArchiveTooLarge, extract_archive, safe_member_path
 
 LIMITS = ArchiveLimits(max_bytes=1 << 20, max_members=100)
 

@@ -11,7 +11,7 @@ import torch
 import growth
 from growth.data import load_dataset
 from growth.models import build_model
-from worker.onnx_export import INPUT_NAME, OUTPUT_NAME, deployable, export_onnx
+from worker.store.onnx_export import INPUT_NAME, OUTPUT_NAME, deployable, export_onnx
 
 ort = pytest.importorskip("onnxruntime", reason="the onnx extra is part of dev")
 

@@ -3,7 +3,7 @@
     <artifact_dir>/<job id>/checkpoints/attempt-<n>/epoch-<e>.pt   (growth's own format)
     <artifact_dir>/<job id>/checkpoints/attempt-<n>/weights.safetensors   (staged by that attempt)
     <artifact_dir>/<job id>/weights.safetensors
-    <artifact_dir>/<job id>/model.onnx   (exported on first request, worker.onnx_export)
+    <artifact_dir>/<job id>/model.onnx   (exported on first request, worker/store/onnx_export.py)
 
 Each attempt checkpoints into its own folder: a worker that lost its lease but
 still runs for a moment cannot delete the checkpoint the next attempt resumes

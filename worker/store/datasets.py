@@ -73,7 +73,7 @@ def localize_job_spec(spec: dict[str, Any], data_dir: Path, artifact_dir: Path, 
     local = localize_data_root(spec, data_dir)
     data = local.get("data", {})
     if data.get("name") == "upload":
-        from .db.models import Dataset
+        from .models import Dataset
 
         dataset = session.get(Dataset, uuid.UUID(data["id"]))
         if dataset is None or dataset.sha256 != data.get("sha256"):

@@ -12,8 +12,8 @@ from app.api.errors import spec_validation_error
 from app.schemas import DatasetPage, DatasetRead, ErrorBody, ValidationErrorBody
 from app.upload_stream import receive_file
 from growth.errors import DatasetTooLarge, SpecError
-from worker import datasets_store
-from worker.uploads import UploadLimits, check_upload, staging_dir
+from worker.store import uploaded_datasets as datasets_store
+from worker.store.uploads import UploadLimits, check_upload, staging_dir
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 

@@ -363,7 +363,7 @@ def download_weights(job: OwnedJob, session: SessionDep) -> FileResponse:
 )
 def download_onnx(job: OwnedJob, session: SessionDep, settings: SettingsDep) -> FileResponse:
     """The grown network as an ONNX file that runs without netgrow (exported on first request, then kept)."""
-    from worker.onnx_export import ExportUnavailable, NotExportable, export_weights_file
+    from worker.store.onnx_export import ExportUnavailable, NotExportable, export_weights_file
 
     if job.status != "succeeded":
         raise HTTPException(status.HTTP_409_CONFLICT, f"job {job.id} is {job.status}; its network can be exported "

@@ -25,7 +25,7 @@ from pathlib import Path
 from growth.data.image_folder import inspect_image_folder
 from growth.data.npz import inspect_npz
 from growth.data.summary import DatasetSummary
-from worker.archives import ArchiveLimits, extract_archive
+from worker.store.archives import ArchiveLimits, extract_archive
 
 UPLOADS = "uploads"
 STAGING = ".staging"

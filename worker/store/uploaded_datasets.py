@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .db.models import TERMINAL_STATUSES, Dataset, Job, JobDataset
+from .models import TERMINAL_STATUSES, Dataset, Job, JobDataset
 from .uploads import CheckedUpload, discard, publish, relative_dataset_path, remove_stored, stored_folder
 
 
