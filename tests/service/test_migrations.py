@@ -168,7 +168,7 @@ def test_revision_0003_renames_job_layers_to_job_units_keeping_every_row(empty_d
     upgrade(url, "0003")
     assert "job_units" in table_names(url) and "job_layers" not in table_names(url)
     assert stored("job_units") == rows
-    upgrade(url)  # the later revisions (0004: jobs.queue) leave the rows alone and reach the models
+    upgrade(url)  # the later revisions (0004: jobs.queue, 0005: datasets) leave the rows alone and reach the models
     assert stored("job_units") == rows
     assert schema_diffs(url) == []
     with make_engine(url).begin() as connection:  # the id sequence and the cascade work under the new name
