@@ -46,8 +46,9 @@ schema = schemathesis.openapi.from_dict(
     OPENAPI, config=schemathesis.Config.from_dict({"auth": {"openapi": {"ApiKey": {"bearer": API_KEY}}}}))
 
 # A schema-valid spec body can still be refused with a 422: the model must be a buildable network and
-# the job must fit the server's limits, which JSON schema cannot say. That one check is skipped there.
-SEMANTIC_BODY = {"POST /v1/jobs"}
+# the job must fit the server's limits, which JSON schema cannot say; an uploaded file must be a readable
+# dataset, which "format: binary" cannot say either. That one check is skipped there.
+SEMANTIC_BODY = {"POST /v1/jobs", "POST /v1/datasets"}
 STATUSES: defaultdict[str, set[int]] = defaultdict(set)
 
 
@@ -61,6 +62,7 @@ def server_url(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     from worker.store.settings import Settings
 
     settings = Settings(database_url=pg_url, broker_url=None, artifact_dir=tmp_path_factory.mktemp("artifacts"),
+                        data_dir=tmp_path_factory.mktemp("datasets"),
                         max_epochs=20, max_width=64, max_params=100_000, max_request_bytes=50_000)
     with session_scope(pg_url) as session:
         session.add(ApiKey(owner="schemathesis", key_hash=hash_key(API_KEY), prefix=API_KEY[:12]))
