@@ -92,7 +92,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     # spec means the whole body; `loc`, `msg` and `type` say everything needed.
     assert isinstance(exc, RequestValidationError)
     content_type = request.headers.get("content-type", "")
-    if any(error["loc"][:1] == ("body",) for error in exc.errors()) and not _is_json(content_type):
+    # An upload (POST /v1/datasets) is multipart by design: its body errors are about the file's content.
+    uploaded = content_type.split(";", 1)[0].strip().lower() == "multipart/form-data"
+    if any(error["loc"][:1] == ("body",) for error in exc.errors()) and not (_is_json(content_type) or uploaded):
         # FastAPI reads a body of another media type as no JSON at all, and says only that
         # the body is not an object: name the header that caused it.
         sent = f"got {content_type!r}" if content_type else "none was sent"
