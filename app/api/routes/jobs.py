@@ -351,7 +351,6 @@ def download_weights(job: OwnedJob, session: SessionDep) -> FileResponse:
                         headers={"X-Content-SHA256": artifact.sha256})
 
 
-
 @router.get(
     "/{job_id}/artifacts/model.onnx",
     response_class=FileResponse,
