@@ -9,12 +9,13 @@
    request does. Baseline in the same run: a bare one-line figure through the same
    path (matplotlib's fixed cost). Goal: each plot ≤ 300 ms.
 2. The job page: the real server (``netgrow serve``, its own process, SQLite) holds a
-   job with the same 200 × 16 history (written through the worker's own write path,
-   as bench/api_load.py does); headless Chromium opens ``/ui/#/jobs/<id>`` with the
-   key already in session storage, and the page's own ``performance`` mark says when
-   it became interactive (job shown, its three plots drawn, event stream open).
-   Baseline in the same run: the time to fetch ``/ui/`` (the static page) alone.
-   Goal: ≤ 1 s.
+   running job with the same 200 × 16 history (written through the job store's own
+   write path, as a worker writes it); headless Chromium opens ``/ui/#/jobs/<id>``
+   with the key already in session storage, and the page's own ``performance`` mark
+   says when it became interactive (job shown, event stream open, its three plots
+   drawn). Each "new epoch" load follows one more recorded epoch, so the server draws
+   all three plots anew; each "nothing new" load repeats it. Baseline in the same
+   run: the static page's DOMContentLoaded. Goal: ≤ 1 s.
 
 Prints Markdown tables (median and max milliseconds).
 """
@@ -117,17 +118,21 @@ def bench_page(loads: int) -> None:
     from job_page import measure_job_page  # bench/job_page.py: server, seeded job and browser
 
     with tempfile.TemporaryDirectory(prefix="netgrow-bench-ui-") as folder:
-        result = measure_job_page(Path(folder), synthetic_history(), loads=loads)
-    print(f"\nJob page, {EPOCHS} epochs × {UNITS} units of stored history; {loads} loads in a fresh headless "
-          f"Chromium tab each ({result.browser}); server: `netgrow serve` (SQLite) in its own process\n")
-    print("| measure | median ms | max ms | goal |")
+        result = measure_job_page(Path(folder), synthetic_history(EPOCHS + loads), loads=loads)
+    print(f"\nJob page of a running job with {EPOCHS} epochs × {UNITS} units of stored history; {loads} loads of "
+          f"each kind in headless {result.browser}, one tab; server: `netgrow serve` (SQLite) in its own process\n")
+    print("| load | median ms | max ms | goal ≤ 1000 ms |")
     print("|---|---:|---:|---|")
-    static = statistics.median(result.static_ms)
-    print(f"| GET /ui/ (the static page, baseline) | {static:.0f} | {max(result.static_ms):.0f} | |")
-    ready = statistics.median(result.ready_ms)
-    goal = "met" if max(result.ready_ms) <= GOAL_PAGE_MS else "met (median)" if ready <= GOAL_PAGE_MS else "**missed**"
-    print(f"| job page interactive (navigation → job, three plots drawn) | {ready:.0f} | {max(result.ready_ms):.0f} "
-          f"| ≤ 1000 ms: {goal} |")
+
+    def row(label: str, times: list[float], goal: bool = True) -> None:
+        median = statistics.median(times)
+        verdict = ("met" if max(times) <= GOAL_PAGE_MS else "met (median)" if median <= GOAL_PAGE_MS
+                   else "**missed**") if goal else ""
+        print(f"| {label} | {median:.0f} | {max(times):.0f} | {verdict} |")
+
+    row("static page only: navigation → DOMContentLoaded (baseline)", result.static_ms, goal=False)
+    row("interactive after a new epoch: job, event stream, three plots drawn anew", result.cold_ms)
+    row("interactive, nothing new since the last view (pictures served as drawn)", result.warm_ms)
 
 
 def main() -> None:
