@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -70,14 +71,17 @@ def comparison_points() -> list[plots.RunPoint]:
             for m, method in enumerate(methods) for s in range(3)]
 
 
-def time_ms(action: Callable[[], object], repeats: int) -> list[float]:
+def time_ms(action: Callable[[], object], repeats: int) -> tuple[list[float], list[float]]:
+    """Wall-clock and CPU milliseconds of each call (CPU time counts this process only: on a shared
+    machine it is the less disturbed of the two)."""
     action()  # warm: fonts, caches, imports
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         action()
-        times.append(1000 * (time.perf_counter() - start))
-    return times
+        cpu.append(1000 * (time.process_time() - start_cpu))
+        wall.append(1000 * (time.perf_counter() - start))
+    return wall, cpu
 
 
 def bare_figure(fmt: str) -> bytes:
@@ -87,7 +91,10 @@ def bare_figure(fmt: str) -> bytes:
         return plots.render(figure, fmt)  # type: ignore[arg-type]
 
 
-def bench_rendering(repeats: int) -> list[tuple[str, str, list[float]]]:
+Timings = tuple[list[float], list[float]]
+
+
+def bench_rendering(repeats: int) -> list[tuple[str, str, Timings]]:
     history = plots.read_history("grow", synthetic_history(), spec={"growth": {"threshold": 0.8},
                                                                   "model": {"family": "vgg"},
                                                                   "data": {"name": "digits"}})
@@ -102,16 +109,19 @@ def bench_rendering(repeats: int) -> list[tuple[str, str, list[float]]]:
     return rows
 
 
-def print_rendering(rows: list[tuple[str, str, list[float]]], repeats: int) -> None:
-    baseline = {fmt: statistics.median(times) for name, fmt, times in rows if name.startswith("bare")}
-    print(f"\nRendering, {EPOCHS} epochs × {UNITS} units; median of {repeats} (after one warm-up), one process\n")
-    print("| plot | format | median ms | max ms | × bare figure | goal ≤ 300 ms |")
-    print("|---|---|---:|---:|---:|---|")
-    for name, fmt, times in rows:
-        median = statistics.median(times)
-        goal = "" if name.startswith("bare") else ("met" if max(times) <= GOAL_PLOT_MS else
+def print_rendering(rows: list[tuple[str, str, Timings]], repeats: int) -> None:
+    baseline = {fmt: statistics.median(cpu) for name, fmt, (_, cpu) in rows if name.startswith("bare")}
+    print(f"\nRendering, {EPOCHS} epochs × {UNITS} units: figure built and written, as an API request does; "
+          f"median of {repeats} (after one warm-up), one process\n")
+    print("| plot | format | wall ms (median) | wall ms (max) | CPU ms (median) | CPU × bare figure | "
+          "goal ≤ 300 ms (wall) |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    for name, fmt, (wall, cpu) in rows:
+        median = statistics.median(wall)
+        goal = "" if name.startswith("bare") else ("met" if max(wall) <= GOAL_PLOT_MS else
                                                    "met (median)" if median <= GOAL_PLOT_MS else "**missed**")
-        print(f"| {name} | {fmt.upper()} | {median:.0f} | {max(times):.0f} | {median / baseline[fmt]:.1f}× | {goal} |")
+        print(f"| {name} | {fmt.upper()} | {median:.0f} | {max(wall):.0f} | {statistics.median(cpu):.0f} | "
+              f"{statistics.median(cpu) / baseline[fmt]:.1f}× | {goal} |")
 
 
 def bench_page(loads: int) -> None:
@@ -131,8 +141,11 @@ def bench_page(loads: int) -> None:
         print(f"| {label} | {median:.0f} | {max(times):.0f} | {verdict} |")
 
     row("static page only: navigation → DOMContentLoaded (baseline)", result.static_ms, goal=False)
-    row("interactive after a new epoch: job, event stream, three plots drawn anew", result.cold_ms)
+    row("interactive after a new epoch: the job and its three plots drawn anew", result.cold_ms)
     row("interactive, nothing new since the last view (pictures served as drawn)", result.warm_ms)
+    print(f"\nServer CPU time per load (its process's user + system time): after a new epoch "
+          f"{statistics.median(result.cold_server_cpu_ms):.0f} ms, nothing new "
+          f"{statistics.median(result.warm_server_cpu_ms):.0f} ms (medians).")
 
 
 def main() -> None:
@@ -143,7 +156,8 @@ def main() -> None:
     args = parser.parse_args()
     import matplotlib
 
-    print(f"matplotlib {matplotlib.__version__}, Agg; python {sys.version.split()[0]}")
+    print(f"matplotlib {matplotlib.__version__}, Agg; python {sys.version.split()[0]}; "
+          f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print_rendering(bench_rendering(args.repeats), args.repeats)
     if not args.no_page:
         sys.path.insert(0, str(Path(__file__).resolve().parent))

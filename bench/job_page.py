@@ -33,6 +33,14 @@ class PageLoads:
     cold_ms: list[float]  # navigation → "netgrow:job-ready", the job one epoch further each time (plots drawn anew)
     warm_ms: list[float]  # the same with nothing new: the server hands out the pictures it drew last time
     static_ms: list[float]  # navigation → DOMContentLoaded of the same loads (the static page)
+    cold_server_cpu_ms: list[float]  # the server process's CPU time during each load
+    warm_server_cpu_ms: list[float]
+
+
+def process_cpu_ms(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return 1000 * (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class SeededJob:
@@ -124,7 +132,8 @@ def measure_job_page(folder: Path, rows: list[dict[str, Any]], *, loads: int) ->
         driver.get(f"{base}/ui/")
         driver.execute_script("sessionStorage.setItem('netgrow.apiKey', arguments[0])", job.key)
 
-        def load() -> tuple[float, float]:
+        def load() -> tuple[float, float, float]:
+            cpu = process_cpu_ms(server.pid)
             driver.get("about:blank")
             driver.get(f"{base}/ui/#/jobs/{job.job_id}")
             WebDriverWait(driver, 120, poll_frequency=0.02).until(
@@ -135,19 +144,22 @@ def measure_job_page(folder: Path, rows: list[dict[str, Any]], *, loads: int) ->
                 "return [mark.startTime, nav.domContentLoadedEventEnd,"
                 " document.getElementById('plot-timeline').dataset.epochs];")
             assert int(epochs) == job.recorded, (epochs, job.recorded)  # the page shows every recorded epoch
-            return float(ready), float(loaded)
+            return float(ready), float(loaded), process_cpu_ms(server.pid) - cpu
 
         load()  # the browser's and the server's first request of everything (imports, caches)
-        cold, warm, static = [], [], []
+        cold, warm, static, cold_cpu, warm_cpu = [], [], [], [], []
         for row in rows[-loads:]:
             job.record(row)
-            ready, loaded = load()
+            ready, loaded, cpu = load()
             cold.append(ready)
+            cold_cpu.append(cpu)
             static.append(loaded)
-            ready, loaded = load()
+            ready, loaded, cpu = load()
             warm.append(ready)
+            warm_cpu.append(cpu)
             static.append(loaded)
-        return PageLoads(f"Chromium {driver.capabilities.get('browserVersion', '?')}", cold, warm, static)
+        return PageLoads(f"Chromium {driver.capabilities.get('browserVersion', '?')}", cold, warm, static,
+                         cold_cpu, warm_cpu)
     finally:
         driver.quit()
         server.terminate()

@@ -89,12 +89,15 @@ def job_plot(
     """The job's width timeline, selection heatmap or training curves, drawn from its stored history."""
     rows = queries.history(session, job.id)
     changes = queries.architecture_changes(session, job.id)
-    try:
+
+    def draw() -> bytes:
         history = plots.read_history(job.method, rows, changes, spec=job.spec, where="stored history")
+        return plots.render_job_plot(plot, history, format)
+
+    try:
+        picture = PICTURES.get(PICTURES.key(plot, format, job.method, job.spec, rows, changes), draw)
     except plots.PlotInputError as exc:  # stored by a worker, not sent by the caller: report it as a conflict
         raise HTTPException(status.HTTP_409_CONFLICT, f"the stored history cannot be drawn: {exc}") from exc
-    picture = PICTURES.get(PICTURES.key(plot, format, job.method, job.spec, rows, changes),
-                           lambda: plots.render_job_plot(plot, history, format))
     return Response(picture, media_type=plots.MEDIA_TYPES[format],
                     headers={"X-Plot-Epochs": str(len(rows)), "Cache-Control": "no-store"})
 
