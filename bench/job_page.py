@@ -30,32 +30,49 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 @dataclass
 class PageLoads:
     browser: str
-    ready_ms: list[float]  # navigation start → the page's "netgrow:job-ready" mark
-    static_ms: list[float]  # navigation start → DOMContentLoaded of the same load (the static page)
+    cold_ms: list[float]  # navigation → "netgrow:job-ready", the job one epoch further each time (plots drawn anew)
+    warm_ms: list[float]  # the same with nothing new: the server hands out the pictures it drew last time
+    static_ms: list[float]  # navigation → DOMContentLoaded of the same loads (the static page)
+    cold_server_cpu_ms: list[float]  # the server process's CPU time during each load
+    warm_server_cpu_ms: list[float]
 
 
-def seed(url: str, rows: list[dict[str, Any]]) -> tuple[str, str]:
-    """A key and a running job holding ``rows`` as its history; returns (key, job id)."""
-    from growth.events import EpochEnd, UnitStat
-    from worker.store import jobs
-    from worker.store.keys import create_key
-    from worker.store.session import session_scope
+def process_cpu_ms(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return 1000 * (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    units = len(rows[0]["units"])
-    spec = {"method": "grow", "model": {"family": "vgg", "layers": [8] * units}, "data": {"name": "digits"},
-            "train": {"epochs": len(rows) // 2}, "growth": {"every": 10, "finetune_epochs": len(rows) - len(rows) // 2,
-                                                          "max_width": 512}}
-    with session_scope(url) as session:
-        key = create_key(session, "bench")
-        job, _ = jobs.create_job(session, owner="bench", spec=spec, max_attempts=3)
-        assert jobs.claim_job(session, job.id, lease_owner="bench/1", worker="bench", lease_seconds=86_400)
-    for row in rows:
+
+class SeededJob:
+    """A key and a running job in a SQLite database, recorded epoch by epoch as a worker records them."""
+
+    def __init__(self, url: str, units: int, epochs: int) -> None:
+        from worker.store import jobs
+        from worker.store.keys import create_key
+        from worker.store.session import session_scope
+
+        spec = {"method": "grow", "model": {"family": "vgg", "layers": [8] * units}, "data": {"name": "digits"},
+                "train": {"epochs": epochs // 2}, "growth": {"every": 10, "finetune_epochs": epochs - epochs // 2,
+                                                             "max_width": 512}}
+        self.url = url
+        with session_scope(url) as session:
+            self.key = create_key(session, "bench")
+            job, _ = jobs.create_job(session, owner="bench", spec=spec, max_attempts=3)
+            assert jobs.claim_job(session, job.id, lease_owner="bench/1", worker="bench", lease_seconds=86_400)
+        self.job_id = job.id
+        self.recorded = 0
+
+    def record(self, row: dict[str, Any]) -> None:
+        from growth.events import EpochEnd, UnitStat
+        from worker.store import jobs
+        from worker.store.session import session_scope
+
         event = EpochEnd(epoch=row["epoch"], phase=row["phase"], train_loss=row["train_loss"],
                          val_accuracy=row["val_accuracy"], lr=row["lr"], params=row["params"], macs=row["macs"],
                          seconds=row["seconds"], units=[UnitStat(**unit) for unit in row["units"]])
-        with session_scope(url) as session:
-            assert jobs.record_epoch(session, job.id, lease_owner="bench/1", lease_seconds=86_400, epoch=event)
-    return key, str(job.id)
+        with session_scope(self.url) as session:
+            assert jobs.record_epoch(session, self.job_id, lease_owner="bench/1", lease_seconds=86_400, epoch=event)
+        self.recorded += 1
 
 
 def start_server(url: str, port: int, folder: Path) -> subprocess.Popen[bytes]:
@@ -96,6 +113,7 @@ def open_chromium() -> Any:
 
 
 def measure_job_page(folder: Path, rows: list[dict[str, Any]], *, loads: int) -> PageLoads:
+    """``rows[:-loads]`` are recorded first; each cold load records one more row before it."""
     from selenium.webdriver.support.ui import WebDriverWait
 
     from app.cli.server import free_port
@@ -103,30 +121,45 @@ def measure_job_page(folder: Path, rows: list[dict[str, Any]], *, loads: int) ->
 
     url = f"sqlite:///{folder / 'netgrow.db'}"
     upgrade(url)
-    key, job_id = seed(url, rows)
+    job = SeededJob(url, units=len(rows[0]["units"]), epochs=len(rows))
+    for row in rows[:-loads]:
+        job.record(row)
     port = free_port()
     server = start_server(url, port, folder)
     driver = open_chromium()
     try:
         base = f"http://127.0.0.1:{port}"
         driver.get(f"{base}/ui/")
-        driver.execute_script("sessionStorage.setItem('netgrow.apiKey', arguments[0])", key)
-        ready, static = [], []
-        for _ in range(loads + 1):  # the first load warms the server's and the browser's caches
+        driver.execute_script("sessionStorage.setItem('netgrow.apiKey', arguments[0])", job.key)
+
+        def load() -> tuple[float, float, float]:
+            cpu = process_cpu_ms(server.pid)
             driver.get("about:blank")
-            driver.get(f"{base}/ui/#/jobs/{job_id}")
-            WebDriverWait(driver, 60, poll_frequency=0.02).until(
+            driver.get(f"{base}/ui/#/jobs/{job.job_id}")
+            WebDriverWait(driver, 120, poll_frequency=0.02).until(
                 lambda d: d.execute_script("return document.getElementById('view').dataset.ready === 'true'"))
-            timings = driver.execute_script(
+            ready, loaded, epochs = driver.execute_script(
                 "const mark = performance.getEntriesByName('netgrow:job-ready')[0];"
                 "const nav = performance.getEntriesByType('navigation')[0];"
                 "return [mark.startTime, nav.domContentLoadedEventEnd,"
                 " document.getElementById('plot-timeline').dataset.epochs];")
-            assert int(timings[2]) == len(rows), timings
-            ready.append(float(timings[0]))
-            static.append(float(timings[1]))
-        version = driver.capabilities.get("browserVersion", "?")
-        return PageLoads(f"Chromium {version}", ready[1:], static[1:])
+            assert int(epochs) == job.recorded, (epochs, job.recorded)  # the page shows every recorded epoch
+            return float(ready), float(loaded), process_cpu_ms(server.pid) - cpu
+
+        load()  # the browser's and the server's first request of everything (imports, caches)
+        cold, warm, static, cold_cpu, warm_cpu = [], [], [], [], []
+        for row in rows[-loads:]:
+            job.record(row)
+            ready, loaded, cpu = load()
+            cold.append(ready)
+            cold_cpu.append(cpu)
+            static.append(loaded)
+            ready, loaded, cpu = load()
+            warm.append(ready)
+            warm_cpu.append(cpu)
+            static.append(loaded)
+        return PageLoads(f"Chromium {driver.capabilities.get('browserVersion', '?')}", cold, warm, static,
+                         cold_cpu, warm_cpu)
     finally:
         driver.quit()
         server.terminate()

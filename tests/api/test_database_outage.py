@@ -44,8 +44,11 @@ def operations(openapi: dict[str, Any], job_id: str) -> list[tuple[str, str, dic
     required_values = {"ids": job_id}
     calls = []
     for template, methods in openapi["paths"].items():
-        path = re.sub(r"\{[^/]+\}", job_id, template)
         for method, operation in methods.items():
+            # The job id for every path parameter but those with a fixed set of values (a plot's name and format).
+            choices = {p["name"]: str(p["schema"]["enum"][0]) for p in operation.get("parameters", [])
+                       if p["in"] == "path" and "enum" in p.get("schema", {})}
+            path = re.sub(r"\{([^/{}]+)\}", lambda match: choices.get(match.group(1), job_id), template)
             query = {p["name"]: required_values[p["name"]] for p in operation.get("parameters", [])
                      if p["in"] == "query" and p.get("required")}
             body = smoke_spec() if (method, template) == ("post", "/v1/jobs") else None

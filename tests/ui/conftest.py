@@ -45,7 +45,8 @@ def pytest_report_header(config: pytest.Config) -> str:
     if isinstance(BROWSER, str):
         return f"dashboard browser tests (tests/ui): SKIPPED, {BROWSER}"
     version = subprocess.run([BROWSER[0], "--version"], capture_output=True, text=True, timeout=60).stdout.strip()
-    return f"dashboard browser tests (tests/ui): {version or BROWSER[0]} with {BROWSER[1]}"
+    where = os.environ.get("NETGROW_SCREENSHOT_DIR") or "dashboard-screenshots* in pytest's temporary directory"
+    return f"dashboard browser tests (tests/ui): {version or BROWSER[0]} with {BROWSER[1]}; screenshots: {where}"
 
 
 @pytest.fixture(scope="session")

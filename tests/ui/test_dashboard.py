@@ -146,11 +146,11 @@ def test_a_user_submits_the_smoke_job_watches_it_grow_and_compares_it(page: Page
             drawn.append(int(epochs))
             if status == "running" and drawn[-1] > 0:
                 page.screenshot("03-job-running")  # the latest picture of the job while it runs
-        return status in ("succeeded", "failed", "canceled") and page.attribute(
-            "#job-plots figure[data-plot=timeline]", "data-state") == "ready" and bool(drawn) and \
-            drawn[-1] == int(page.find("#job-progress progress").get_attribute("max"))
+        total = page.find("#job-progress progress").get_attribute("max")
+        return status in ("succeeded", "failed", "canceled") and all(
+            page.attribute(f"#plot-{name}", "data-epochs") == total for name in ("timeline", "heatmap", "curves"))
 
-    page.until(finished, "the job to succeed with its timeline drawn to the last epoch")
+    page.until(finished, "the job to succeed with its three plots drawn to the last epoch")
     assert page.attribute("#view", "data-status") == "succeeded", page.find("#job-notice").text
     epochs_total = int(page.find("#job-progress progress").get_attribute("max"))
     assert len(drawn) >= 2 and drawn == sorted(drawn), f"the timeline was redrawn as epochs arrived: {drawn}"

@@ -7,7 +7,12 @@ jobs, like ``/v1/compare``. Ownership, 404 and 422 follow the other job routes.
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from fastapi.responses import Response
@@ -19,6 +24,40 @@ from app.schemas import ErrorBody, ValidationErrorBody
 from worker.store.models import JobStatus
 
 router = APIRouter(tags=["plots"])
+
+
+class RenderedPictures:
+    """The last pictures drawn, by a digest of everything they are drawn from.
+
+    A picture is a pure function of its data (the same data gives the same bytes),
+    so a finished job's pictures, or a running job's between two epochs, are drawn
+    once however many pages show them. The key is the data itself (hashed), not an
+    id or a count, so a history rewound and recorded again can never get a stale picture.
+    """
+
+    def __init__(self, size: int = 96) -> None:
+        self.size = size
+        self.entries: OrderedDict[str, bytes] = OrderedDict()
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def key(*parts: Any) -> str:
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+    def get(self, key: str, draw: Callable[[], bytes]) -> bytes:
+        with self.lock:
+            if key in self.entries:
+                self.entries.move_to_end(key)
+                return self.entries[key]
+        picture = draw()
+        with self.lock:
+            self.entries[key] = picture
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        return picture
+
+
+PICTURES = RenderedPictures()
 
 JobPlotName = Literal["timeline", "heatmap", "curves"]
 PlotFormat = Literal["svg", "png"]
@@ -50,11 +89,16 @@ def job_plot(
     """The job's width timeline, selection heatmap or training curves, drawn from its stored history."""
     rows = queries.history(session, job.id)
     changes = queries.architecture_changes(session, job.id)
-    try:
+
+    def draw() -> bytes:
         history = plots.read_history(job.method, rows, changes, spec=job.spec, where="stored history")
+        return plots.render_job_plot(plot, history, format)
+
+    try:
+        picture = PICTURES.get(PICTURES.key(plot, format, job.method, job.spec, rows, changes), draw)
     except plots.PlotInputError as exc:  # stored by a worker, not sent by the caller: report it as a conflict
         raise HTTPException(status.HTTP_409_CONFLICT, f"the stored history cannot be drawn: {exc}") from exc
-    return Response(plots.render_job_plot(plot, history, format), media_type=plots.MEDIA_TYPES[format],
+    return Response(picture, media_type=plots.MEDIA_TYPES[format],
                     headers={"X-Plot-Epochs": str(len(rows)), "Cache-Control": "no-store"})
 
 
@@ -88,5 +132,6 @@ def compare_plot(
         points = plots.points_from_results([jobs[job_id].result for job_id in job_ids], where="stored results")
     except plots.PlotInputError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, f"a stored result cannot be drawn: {exc}") from exc
-    return Response(plots.render_comparison(points, measure, format), media_type=plots.MEDIA_TYPES[format],
-                    headers={"Cache-Control": "no-store"})
+    picture = PICTURES.get(PICTURES.key("comparison", format, measure, points),
+                           lambda: plots.render_comparison(points, measure, format))
+    return Response(picture, media_type=plots.MEDIA_TYPES[format], headers={"Cache-Control": "no-store"})

@@ -85,6 +85,9 @@ class LivePlot {
 export async function renderJob(view, jobId, { signal }) {
   const started = performance.now();
   const notice = h("div", { id: "job-notice" });
+  // The plots are asked for together with the job: the server draws them while the page waits for it.
+  const plots = PLOTS.map(([name, caption]) => new LivePlot(encodeURIComponent(jobId), name, caption, signal));
+  plots.forEach((plot) => plot.refresh());
   let job;
   try {
     job = await request(`/v1/jobs/${encodeURIComponent(jobId)}`, { signal });
@@ -102,7 +105,6 @@ export async function renderJob(view, jobId, { signal }) {
   const stats = h("div", { class: "grid card", id: "job-stats" });
   const widths = h("div", { class: "chips", id: "job-widths" });
   const events = h("ol", { class: "events", id: "job-events" });
-  const plots = PLOTS.map(([name, caption]) => new LivePlot(job.id, name, caption, signal));
   const spec = h("pre", { id: "job-spec" });
   replace(view, title, actions, notice, progress, stats,
     h("div", { class: "card" }, h("h2", {}, "Current widths"), widths),
@@ -228,12 +230,12 @@ export async function renderJob(view, jobId, { signal }) {
   }
 
   draw();
-  plots.forEach((plot) => plot.refresh());
-  Promise.all(plots.map((plot) => plot.firstLoad)).then(() => {
-    if (signal.aborted) return;
-    view.dataset.ready = "true";
-    performance.mark("netgrow:job-ready", { detail: { sinceRoute: performance.now() - started } });
-  });
+  await Promise.all(plots.map((plot) => plot.firstLoad));
+  if (signal.aborted) return;
+  view.dataset.ready = "true";
+  performance.mark("netgrow:job-ready", { detail: { sinceRoute: performance.now() - started } });
+  // The stream opens once the plots are drawn: replaying a long history's events would otherwise
+  // compete with drawing them. It replays from the first event, so nothing is missed meanwhile.
   follow();
 }
 
