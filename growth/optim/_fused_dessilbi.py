@@ -33,8 +33,10 @@ routes groups with ``magnitude_scaling=True`` to its multi-tensor path, and
 
 Arithmetic is float32 for float32, bfloat16 and float16 parameters (state has
 the parameter's dtype). With ``TRITON_INTERPRET=1`` in the environment before
-this module is imported, Triton's interpreter runs the same kernels on CPU
-tensors; that is how the tests check them against the float64 reference.
+Triton is first imported (torch imports it too, e.g. when an optimizer is
+built), Triton's interpreter runs the same kernels on CPU tensors; that is how
+the tests check them against the float64 reference. (The interpreter rounds
+float32 → bfloat16 towards zero where a GPU rounds to nearest.)
 
 This module imports ``triton``: import it lazily (``growth`` never needs Triton).
 """
