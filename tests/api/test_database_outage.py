@@ -44,8 +44,11 @@ def operations(openapi: dict[str, Any], job_id: str) -> list[tuple[str, str, dic
     required_values = {"ids": job_id}
     calls = []
     for template, methods in openapi["paths"].items():
-        path = re.sub(r"\{[^/]+\}", job_id, template)
         for method, operation in methods.items():
+            # {job_id}: the job; any other path parameter: the first value its schema allows.
+            values = {p["name"]: (p.get("schema", {}).get("enum") or [job_id])[0]
+                      for p in operation.get("parameters", []) if p["in"] == "path"}
+            path = re.sub(r"\{([^/{}]+)\}", lambda m: str(values.get(m.group(1), job_id)), template)
             query = {p["name"]: required_values[p["name"]] for p in operation.get("parameters", [])
                      if p["in"] == "query" and p.get("required")}
             body = smoke_spec() if (method, template) == ("post", "/v1/jobs") else None
