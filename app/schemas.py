@@ -288,9 +288,11 @@ def job_spec_schema() -> dict[str, Any]:
                       "description": 'e.g. {"family": "vgg", "layers": [8, "M", 8]}; required unless init is given '
                                      '(the network then comes from the source job)'},
             "data": {**_http_data_schema(data_json_schema()), "description": 'e.g. {"name": "digits"}'},
-            "init": {"title": "Init", "type": "object", "additionalProperties": False, "required": ["job"],
-                     "properties": {"job": {"type": "string", "format": "uuid",
-                                            "description": "start from this succeeded job's grown network"}}},
+            "init": {"anyOf": [
+                {"title": "Init", "type": "object", "additionalProperties": False, "required": ["job"],
+                 "properties": {"job": {"type": "string", "format": "uuid",
+                                        "description": "start from this succeeded job's grown network"}}},
+                {"type": "null", "description": "start from the model spec (the default)"}]},
             **sections,
         },
     }
