@@ -26,6 +26,7 @@ class LivePlot {
     this.forced = false;
     this.drawn = -1;
     this.wanted = 0;
+    this.failures = 0; // failed requests in a row
     this.url = null;
     this.loaded = null;
     this.firstLoad = new Promise((resolve) => { this.loaded = resolve; });
@@ -61,13 +62,21 @@ class LivePlot {
       this.drawn = Number.parseInt(response.headers.get("X-Plot-Epochs") ?? "0", 10);
       this.image.dataset.epochs = String(this.drawn);
       this.element.dataset.state = "ready";
+      this.failures = 0;
     } catch (error) {
       if (!this.signal.aborted) this.element.dataset.state = `error: ${error.message}`;
+      // A refusal (404, 401) stays one; a busy server (503) or a dropped connection is worth a retry.
+      const transient = !(error instanceof ApiError) || error.status >= 500;
+      this.failures = transient ? this.failures + 1 : 0;
     } finally {
       this.busy = false;
       this.loaded();
     }
     if (this.signal.aborted) return;
+    if (this.failures && this.failures <= 5) {
+      setTimeout(() => !this.signal.aborted && this.refresh(), 500 * 2 ** this.failures);
+      return;
+    }
     // Once more if asked while busy, or if newer epochs arrived and this request made progress
     // (a history rewound by a retry can hold fewer epochs than events announced: no busy loop then).
     if (this.forced || (this.drawn < this.wanted && this.drawn > before)) {
