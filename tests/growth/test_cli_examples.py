@@ -35,6 +35,8 @@ def test_digits_vgg_grow_example_grows_two_units_and_reaches_95_percent(tmp_path
     spec = json.loads((ROOT / "examples" / "smoke.json").read_text())
     spec["model"] = result["final"]["model"]
     spec["method"] = "dense"
+    # The grown model records the image size it was grown at (16×16); it is trained on the same data.
+    spec["data"] = json.loads((ROOT / "examples" / "digits-vgg-grow.json").read_text())["data"]
     (tmp_path / "regrow.json").write_text(json.dumps(spec))
     again = netgrow("grow", "regrow.json", "--out", "dense.json", "--quiet", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
