@@ -6,13 +6,14 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import PlainTextResponse, Response
+from sqlalchemy.orm import Session
 
 from app import queries
 from app.api.deps import CurrentOwner, SessionDep
 from app.schemas import ComparisonRead, ErrorBody, ValidationErrorBody
 from growth.compare import compare
 from growth.errors import SpecError
-from worker.store.models import JobStatus
+from worker.store.models import Job, JobStatus
 
 router = APIRouter(tags=["compare"])
 
@@ -28,6 +29,19 @@ IDS_PATTERN = f"^{_UUID}(,{_UUID}){{0,{MAX_JOBS - 1}}}$"
 def parse_ids(ids: str) -> list[uuid.UUID]:
     """``"a,b,c"`` (already matched against IDS_PATTERN) → UUIDs in order, duplicates dropped."""
     return list(dict.fromkeys(uuid.UUID(item) for item in ids.split(",")))
+
+
+def succeeded_jobs(session: Session, job_ids: list[uuid.UUID], owner: str) -> list[Job]:
+    """The caller's jobs in ``job_ids`` order: 404 naming any that are not theirs, 409 any not succeeded."""
+    jobs = queries.get_jobs(session, job_ids, owner)
+    missing = [str(job_id) for job_id in job_ids if job_id not in jobs]
+    if missing:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {', '.join(missing)}")
+    unfinished = [f"{job_id} ({jobs[job_id].status})" for job_id in job_ids
+                  if jobs[job_id].status != JobStatus.SUCCEEDED]
+    if unfinished:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"only succeeded jobs can be compared: {', '.join(unfinished)}")
+    return [jobs[job_id] for job_id in job_ids]
 
 
 def column_labels(methods: list[str], ids: list[uuid.UUID]) -> list[str]:
@@ -59,15 +73,7 @@ def compare_jobs(
 ) -> Response | ComparisonRead:
     """Final unit widths, parameters, MACs and accuracy of finished jobs, side by side."""
     job_ids = parse_ids(ids)
-    jobs = queries.get_jobs(session, job_ids, owner)
-    missing = [str(job_id) for job_id in job_ids if job_id not in jobs]
-    if missing:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {', '.join(missing)}")
-    unfinished = [f"{job_id} ({jobs[job_id].status})" for job_id in job_ids
-                  if jobs[job_id].status != JobStatus.SUCCEEDED]
-    if unfinished:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"only succeeded jobs can be compared: {', '.join(unfinished)}")
-    ordered = [jobs[job_id] for job_id in job_ids]
+    ordered = succeeded_jobs(session, job_ids, owner)
     try:
         comparison = compare([job.result for job in ordered],
                              labels=column_labels([job.method for job in ordered], job_ids))

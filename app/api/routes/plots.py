@@ -19,9 +19,8 @@ from fastapi.responses import Response
 
 from app import plots, queries
 from app.api.deps import CurrentOwner, OwnedJob, SessionDep
-from app.api.routes.compare import IDS_PATTERN, MAX_JOBS, parse_ids
+from app.api.routes.compare import IDS_PATTERN, MAX_JOBS, parse_ids, succeeded_jobs
 from app.schemas import ErrorBody, ValidationErrorBody
-from worker.store.models import JobStatus
 
 router = APIRouter(tags=["plots"])
 
@@ -120,16 +119,9 @@ def compare_plot(
 ) -> Response:
     """The comparison chart of finished jobs: the picture behind Tables 4 and 5."""
     job_ids = parse_ids(ids)
-    jobs = queries.get_jobs(session, job_ids, owner)
-    missing = [str(job_id) for job_id in job_ids if job_id not in jobs]
-    if missing:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {', '.join(missing)}")
-    unfinished = [f"{job_id} ({jobs[job_id].status})" for job_id in job_ids
-                  if jobs[job_id].status != JobStatus.SUCCEEDED]
-    if unfinished:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"only succeeded jobs can be compared: {', '.join(unfinished)}")
+    jobs = succeeded_jobs(session, job_ids, owner)
     try:
-        points = plots.points_from_results([jobs[job_id].result for job_id in job_ids], where="stored results")
+        points = plots.points_from_results([job.result for job in jobs], where="stored results")
     except plots.PlotInputError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, f"a stored result cannot be drawn: {exc}") from exc
     picture = PICTURES.get(PICTURES.key("comparison", format, measure, points),
