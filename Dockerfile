@@ -13,6 +13,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /srv/netgrow
 
+# Fashion-MNIST's four IDX files in /usr/share/datasets/fashion-mnist, where a job without data.root
+# finds them (after NETGROW_DATA_DIR/fashion-mnist). The base image is Ubuntu: the package is in universe.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends dataset-fashion-mnist \
+    && rm -rf /var/lib/apt/lists/* \
+    && test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
 # Dependencies first so that code edits do not invalidate the pip layer.
 COPY pyproject.toml README.md ./
 RUN mkdir -p growth worker app migrations \

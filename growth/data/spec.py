@@ -21,6 +21,10 @@ BUILTIN_DATASETS = ("digits", "synthetic")
 ON_DISK_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist")
 """Datasets read from ``data.root``; they ship their own test split."""
 
+FOUND_WITHOUT_ROOT = ("mnist", "fashion_mnist")
+"""On-disk datasets that may leave out ``data.root``: the reader looks in well-known folders
+(``growth.data.mnist.default_folders``: ``$NETGROW_DATA_DIR/<name>``, then ``/usr/share/datasets/<name>``)."""
+
 DATASET_NAMES = BUILTIN_DATASETS + ON_DISK_DATASETS + USER_FORMATS
 
 STANDARD_SAMPLES: dict[str, tuple[int, int]] = {
@@ -71,6 +75,9 @@ def data_json_schema() -> dict[str, Any]:
         "limit": {**optional_count, "description": "use only this many training samples"},
     }
     root = {"type": "string", "minLength": 1, "description": "the folder holding the dataset files"}
+    searched_root = {**root, "description": "the folder holding the four IDX files; left out, they are looked for "
+                                            "in $NETGROW_DATA_DIR/mnist (or fashion-mnist), then "
+                                            "/usr/share/datasets/mnist (or fashion-mnist)"}
     path = {"type": "string", "minLength": 1,
             "description": "npz: the .npz file (x, y, optional x_test, y_test, classes); image_folder: the folder "
                            "with one sub-folder of PNG/JPEG images per class (optionally under train/ and test/)"}
@@ -91,7 +98,10 @@ def data_json_schema() -> dict[str, Any]:
         variant("BuiltinData", {"enum": in_memory}, {"root": {"anyOf": [root, {"type": "null"}]}}, []),
         variant("SyntheticData", {"const": "synthetic"}, {"root": {"anyOf": [root, {"type": "null"}]},
                                                           **synthetic}, ["name"]),
-        variant("DatasetFolder", {"enum": list(ON_DISK_DATASETS)}, {"root": root}, ["name", "root"]),
+        variant("DatasetFolder", {"enum": [name for name in ON_DISK_DATASETS if name not in FOUND_WITHOUT_ROOT]},
+                {"root": root}, ["name", "root"]),
+        variant("IdxDataset", {"enum": list(FOUND_WITHOUT_ROOT)},
+                {"root": {"anyOf": [searched_root, {"type": "null"}]}}, ["name"]),
         variant("UserData", {"enum": list(USER_FORMATS)}, {"path": path}, ["name", "path"]),
     ]}
 
@@ -152,7 +162,7 @@ def validate_data_spec(spec: Mapping[str, Any] | None, field: str = "data") -> d
 
 def _root(value: Any, name: str, field: str) -> str | None:
     if value is None:
-        if name in ON_DISK_DATASETS:
+        if name in ON_DISK_DATASETS and name not in FOUND_WITHOUT_ROOT:
             raise SpecError(field, f"{name} is read from disk: set it to the folder holding the dataset files")
         return None
     if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):

@@ -91,6 +91,8 @@ def test_dockerfile_uses_a_cuda_pytorch_base_and_installs_the_package() -> None:
     for package in ("growth", "worker", "app", "migrations"):
         assert f"COPY {package} ./{package}" in dockerfile
     assert re.search(r"^USER netgrow", dockerfile, re.MULTILINE)
+    # The compose deployment runs fashion_mnist jobs without data.root: the image has the packaged files.
+    assert re.search(r"apt-get install -y (--no-install-recommends )?dataset-fashion-mnist", dockerfile)
 
 
 def test_dockerignore_keeps_local_state_out_of_the_image() -> None:

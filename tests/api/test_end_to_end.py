@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -152,3 +153,33 @@ def test_a_job_reads_its_dataset_from_the_workers_data_dir(api: LiveApi) -> None
     shutil.rmtree(api.settings.data_dir / "gone")
     failed = wait_finished(client, doomed.json()["id"])
     assert failed["status"] == "failed" and failed["error"].startswith("data.root")
+
+
+def test_an_mnist_job_without_root_reads_the_mnist_folder_of_the_workers_data_dir(api: LiveApi) -> None:
+    write_tiny_mnist(api.settings.data_dir / "mnist", gz=True, train_size=40, test_size=5)
+    client = api.user()
+    spec = dense_spec() | {"data": {"name": "mnist", "image_size": 8, "val_fraction": 0.25},
+                           "train": {"epochs": 1, "batch_size": 16}}
+    submitted = client.post("/v1/jobs", json=spec)
+    assert submitted.status_code == 201, submitted.text
+    assert submitted.json()["spec"]["data"]["root"] is None  # the worker finds the folder, on its own machine
+    job = wait_finished(client, submitted.json()["id"])
+    assert job["status"] == "succeeded", job["error"]
+
+
+def test_a_job_without_root_is_accepted_and_fails_on_a_worker_without_the_files(
+        embedded_api: LiveApi, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The API does not look for the files (they must be on the worker's machine, not its own); the
+    worker that lacks them fails the job with the folders it searched and the line that installs them."""
+    from growth.data import mnist
+
+    monkeypatch.setattr(mnist, "SYSTEM_DATASETS", tmp_path / "no-system-datasets")  # the worker runs in-process
+    client = embedded_api.user()
+    spec = dense_spec() | {"data": {"name": "fashion_mnist", "image_size": 8}, "train": {"epochs": 1}}
+    submitted = client.post("/v1/jobs", json=spec)
+    assert submitted.status_code == 201, submitted.text
+    job = wait_finished(client, submitted.json()["id"])
+    assert job["status"] == "failed"
+    assert job["error"].startswith("data.root: is not set and no Fashion-MNIST files were found in "
+                                   f"{embedded_api.settings.data_dir / 'fashion-mnist'}, ")
+    assert "apt-get install -y dataset-fashion-mnist" in job["error"]

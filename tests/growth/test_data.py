@@ -25,8 +25,10 @@ from growth.data import (
     stratified_split,
     validate_data_spec,
 )
+from growth.data import mnist
 from growth.data.loader import resize
 from growth.data.safe_pickle import restricted_load
+from growth.data.spec import FOUND_WITHOUT_ROOT
 from growth.spec import dataset_bytes
 from tests.dataset_files import write_tiny_mnist
 from growth.errors import DataError, SpecError
@@ -611,6 +613,111 @@ def test_corrupt_gzip(tmp_path: Path) -> None:
     with pytest.raises(DataError) as caught:
         load_dataset({"name": "mnist", "root": tmp_path}, seed=0)
     assert caught.value.field == "data.root" and "train-images-idx3-ubyte.gz" in caught.value.message
+
+
+# Without data.root: data.root, else $NETGROW_DATA_DIR/<home>, else /usr/share/datasets/<home>. Each place
+# gets a different number of training images, so the count read back says which one was used.
+
+
+@pytest.fixture
+def idx_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """(the NETGROW_DATA_DIR folder, the stand-in for /usr/share/datasets), both empty."""
+    data_dir, system = tmp_path / "data-dir", tmp_path / "system"
+    data_dir.mkdir()
+    system.mkdir()
+    monkeypatch.setenv("NETGROW_DATA_DIR", str(data_dir))
+    monkeypatch.setattr(mnist, "SYSTEM_DATASETS", system)
+    return data_dir, system
+
+
+def pool_size(data: dict[str, object]) -> int:
+    splits = load_dataset(data, seed=0)
+    return len(splits.train[1]) + len(splits.val[1])
+
+
+@pytest.mark.parametrize(("name", "home"), [("mnist", "mnist"), ("fashion_mnist", "fashion-mnist")])
+def test_idx_files_are_searched_in_root_then_data_dir_then_system_folder(
+        idx_places: tuple[Path, Path], tmp_path: Path, name: str, home: str) -> None:
+    data_dir, system = idx_places
+    write_tiny_mnist(system / home, gz=True, train_size=40)
+    assert pool_size({"name": name}) == 40
+    write_tiny_mnist(data_dir / home, gz=False, train_size=30)
+    assert pool_size({"name": name}) == 30
+    write_tiny_mnist(tmp_path / "mine", gz=False, train_size=20)
+    assert pool_size({"name": name, "root": tmp_path / "mine"}) == 20
+    # A root that holds nothing is an error, not a reason to fall back to the other places.
+    with pytest.raises(DataError) as caught:
+        load_dataset({"name": name, "root": tmp_path / "empty-or-missing"}, seed=0)
+    assert caught.value.field == "data.root" and "empty-or-missing" in caught.value.message
+
+
+def test_the_data_dir_may_hold_the_files_in_a_torchvision_layout(idx_places: tuple[Path, Path]) -> None:
+    data_dir, _ = idx_places
+    write_tiny_mnist(data_dir / "fashion-mnist" / "FashionMNIST" / "raw", gz=True, train_size=30)
+    assert pool_size({"name": "fashion_mnist"}) == 30
+
+
+def test_without_netgrow_data_dir_only_the_system_folder_is_searched(
+        idx_places: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    data_dir, system = idx_places
+    write_tiny_mnist(data_dir / "mnist", gz=True, train_size=30)
+    monkeypatch.delenv("NETGROW_DATA_DIR")
+    assert mnist.default_folders(mnist.MNIST) == [system / "mnist"]
+    with pytest.raises(DataError) as caught:
+        load_dataset({"name": "mnist"}, seed=0)
+    assert "NETGROW_DATA_DIR is not set" in caught.value.message
+    write_tiny_mnist(system / "mnist", gz=True, train_size=40)
+    assert pool_size({"name": "mnist"}) == 40
+    # The service passes its own data_dir (a default when the variable is unset) instead of the variable.
+    assert mnist.find_default_root(mnist.MNIST, data_dir) == data_dir / "mnist"
+
+
+def test_missing_fashion_mnist_names_the_apt_line_and_the_folders_searched(idx_places: tuple[Path, Path]) -> None:
+    data_dir, system = idx_places
+    (data_dir / "fashion-mnist").mkdir()  # present but empty: still not the data
+    with pytest.raises(DataError) as caught:
+        load_dataset({"name": "fashion_mnist"}, seed=0)
+    assert caught.value.field == "data.root"
+    message = caught.value.message
+    assert "apt-get install -y dataset-fashion-mnist" in message
+    assert f"{data_dir / 'fashion-mnist'}, {system / 'fashion-mnist'}" in message
+    assert all(name in message for name in ("train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
+
+
+def test_missing_mnist_names_the_folder_to_put_the_four_files_in(idx_places: tuple[Path, Path]) -> None:
+    data_dir, system = idx_places
+    with pytest.raises(DataError) as caught:
+        load_dataset({"name": "mnist"}, seed=0)
+    message = caught.value.message
+    assert caught.value.field == "data.root" and "apt-get" not in message
+    assert f"in {data_dir / 'mnist'}, {system / 'mnist'}:" in message
+    assert f"put the four files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, " \
+           f"t10k-labels-idx1-ubyte, each plain or .gz) in {data_dir / 'mnist'}" in message
+
+
+def test_only_the_idx_datasets_may_leave_out_root() -> None:
+    assert validate_data_spec({"name": "fashion_mnist"})["root"] is None
+    assert validate_data_spec({"name": "mnist", "root": None})["root"] is None
+    for name in ("cifar10", "cifar100"):
+        with pytest.raises(SpecError) as caught:
+            validate_data_spec({"name": name})
+        assert caught.value.field == "data.root"
+    assert set(mnist.LAYOUTS) == set(FOUND_WITHOUT_ROOT)
+
+
+REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.skipif(not (REAL_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),
+                    reason=f"no {REAL_FASHION_MNIST}: `apt-get install -y dataset-fashion-mnist` installs it")
+def test_the_packaged_fashion_mnist_files_are_the_published_data_set() -> None:
+    raw = mnist.read_fashion_mnist(REAL_FASHION_MNIST)
+    assert raw.train_images.shape == (60_000, 1, 28, 28) and raw.test_images.shape == (10_000, 1, 28, 28)
+    assert torch.bincount(raw.train_labels).tolist() == [6_000] * 10
+    assert torch.bincount(raw.test_labels).tolist() == [1_000] * 10
+    for images in (raw.train_images, raw.test_images):
+        assert images.dtype == torch.uint8 and int(images.min()) == 0 and int(images.max()) == 255
+    assert raw.class_names[0] == "T-shirt/top" and raw.scale == 1 / 255
 
 
 def test_too_large_val_fraction_leaves_no_training_data() -> None:

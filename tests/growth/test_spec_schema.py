@@ -63,6 +63,9 @@ def test_what_the_schema_refuses_the_validator_refuses(model: dict[str, Any]) ->
     {"name": "digits", "image_size": 16, "val_fraction": 0.0, "test_fraction": 0.5, "augment": True, "limit": 100},
     {"name": "synthetic", "num_classes": 3, "channels": 1, "size": 8, "samples": 30, "noise": 0.0},
     {"name": "cifar10", "root": "cifar-10-batches-py", "image_size": None},
+    {"name": "mnist"},
+    {"name": "fashion_mnist", "root": None},
+    {"name": "fashion_mnist", "root": "fashion-mnist"},
 ])
 def test_what_the_data_schema_accepts_validates(data: dict[str, Any]) -> None:
     assert DATA.is_valid(data)
@@ -71,7 +74,8 @@ def test_what_the_data_schema_accepts_validates(data: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("data", [
     {"name": "imagenet"},
-    {"name": "mnist"},
+    {"name": "cifar10"},
+    {"name": "cifar100", "root": None},
     {"name": "mnist", "root": ""},
     {"name": "digits", "val_fraction": 1.0},
     {"name": "digits", "test_fraction": 0},

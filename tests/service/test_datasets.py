@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from growth.data import mnist
 from growth.errors import SpecError
+from tests.dataset_files import write_tiny_mnist
 from worker.store.datasets import check_data_root, localize_data_root, resolve_data_root
 
 
@@ -59,3 +61,24 @@ def test_localize_points_a_copy_of_the_spec_at_this_workers_data_dir(tmp_path: P
     assert stored["data"]["root"] == "mnist"  # the stored spec stays portable across hosts
     builtin = {"method": "dense", "data": {"name": "digits", "root": None}}
     assert localize_data_root(builtin, tmp_path) == builtin
+
+
+def test_a_spec_without_root_gets_the_idx_folder_found_from_this_workers_data_dir(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    system = tmp_path / "system"
+    monkeypatch.setattr(mnist, "SYSTEM_DATASETS", system)
+    # The worker's data_dir, not the variable: a worker without NETGROW_DATA_DIR uses the settings' default.
+    monkeypatch.setenv("NETGROW_DATA_DIR", str(tmp_path / "elsewhere"))
+    data_dir = tmp_path / "datasets"
+    stored = {"method": "dense", "data": {"name": "fashion_mnist", "root": None}}
+    with pytest.raises(SpecError) as raised:
+        localize_data_root(stored, data_dir)
+    assert raised.value.field == "data.root"
+    assert f"{data_dir / 'fashion-mnist'}, {system / 'fashion-mnist'}" in raised.value.message
+    assert "apt-get install -y dataset-fashion-mnist" in raised.value.message
+
+    write_tiny_mnist(system / "fashion-mnist", gz=True)
+    assert localize_data_root(stored, data_dir)["data"]["root"] == str(system / "fashion-mnist")
+    write_tiny_mnist(data_dir / "fashion-mnist", gz=True)
+    assert localize_data_root(stored, data_dir)["data"]["root"] == str(data_dir / "fashion-mnist")
+    assert stored["data"]["root"] is None  # the stored spec stays portable across hosts

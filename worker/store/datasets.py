@@ -3,7 +3,11 @@
 Over HTTP a user names a dataset folder, never a path on the machine: the
 API refuses a root that is absolute or climbs out of ``data_dir``, and each
 worker joins the stored (relative) root to its own ``data_dir``, so the same
-job runs on any host that mounts the datasets at its own place.
+job runs on any host that mounts the datasets at its own place. A job that
+names no root (MNIST and Fashion-MNIST may leave it out) gets the folder
+growth's reader finds first, searching this worker's ``data_dir`` before the
+system's ``/usr/share/datasets``: the submitting API never looks, since the
+worker's machine is the one that must hold the files.
 """
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from growth.data.mnist import LAYOUTS, find_default_root
+from growth.data.spec import FOUND_WITHOUT_ROOT
 from growth.errors import SpecError
 
 
@@ -53,12 +59,22 @@ def _shortened(root: str, limit: int = 80) -> str:
 
 
 def localize_data_root(spec: dict[str, Any], data_dir: Path) -> dict[str, Any]:
-    """A copy of a stored job spec whose ``data.root`` points into this worker's ``data_dir``."""
-    root = spec.get("data", {}).get("root")
+    """A copy of a stored job spec whose ``data.root`` points into this worker's ``data_dir``.
+
+    Without a root, a dataset in ``FOUND_WITHOUT_ROOT`` gets the folder that
+    ``growth.data.mnist.find_default_root`` finds from this ``data_dir``
+    (``DataError`` naming the folders searched and the fix if none).
+    """
+    data = spec.get("data", {})
+    root = data.get("root")
     if root is None:
-        return spec
+        if data.get("name") not in FOUND_WITHOUT_ROOT:
+            return spec
+        found = str(find_default_root(LAYOUTS[data["name"]], data_dir))
+    else:
+        found = str(resolve_data_root(root, data_dir))
     local = copy.deepcopy(spec)
-    local["data"]["root"] = str(resolve_data_root(root, data_dir))
+    local["data"]["root"] = found
     return local
 
 
