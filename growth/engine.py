@@ -111,6 +111,7 @@ def _train(job: JobSpec, method: Method, state: dict[str, Any] | None, emit: Eve
         loss = train_epoch(ctx.model, ctx.optimizer, x, y, batch_size=job.train.batch_size,
                            shuffle=ctx.shuffle_rng, augmenter=ctx.augment_rng, epoch=epoch,
                            should_stop=should_stop, precision=ctx.precision, channels_last=ctx.channels_last)
+        ctx.train_loss = loss
         method.before_evaluation(ctx)
         val_accuracy = ctx.evaluate()
         stats = ctx.unit_stats()

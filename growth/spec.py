@@ -93,6 +93,15 @@ class GrowthSpec:
     finetune_epochs: int = field(default=30, metadata=_bounded(0))
     # times the lr of the last growth epoch (milestones included), so fine-tuning is never faster
     finetune_lr_factor: float = field(default=0.1, metadata=_bounded(0, 1, lo_open=True))
+    # When growth ends (growth/methods/grow.py says both rules exactly). "no_trigger", the default,
+    # is the authors' code and what every example and benchmark so far ran; "plateau" is the
+    # journal paper's wording (section 5.3).
+    stop: str = field(default="no_trigger", metadata=_one_of(
+        "no_trigger", "plateau",
+        hint="'no_trigger': stop at the first check where no unit triggers (the authors' code); "
+             "'plateau': grow on until the training loss changes by less than plateau_tol over J epochs"))
+    plateau_tol: float = field(default=0.01, metadata=_bounded(
+        0, 1, lo_open=True, hint="relative change of the training loss over J epochs, e.g. 0.01 (stop: 'plateau')"))
 
 
 @dataclass

@@ -16,6 +16,7 @@ above the methods (it asks them for their names and epoch budgets).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ class RunContext:
     changes: list[dict[str, Any]] = field(default_factory=list)
     precision: Precision = field(default_factory=Precision)  # train.precision: autocast, loss scaling
     channels_last: bool = False  # train.channels_last: the model's conv weights and its batches
+    train_loss: float = math.nan  # mean training loss of the epoch just trained (not yet in history)
 
     def evaluate(self, model: nn.Module | None = None, split: str = "val") -> float:
         x, y = getattr(self.splits, split)
