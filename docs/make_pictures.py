@@ -3,7 +3,7 @@
     python docs/make_pictures.py
 
 - ``docs/pictures/digits-vgg-grow-timeline.png``: the width timeline of the grown VGG
-  (``bench/results/digits-vgg-grow.result.json``, seed 0 of ``bench/compare_digits.py``);
+  (``bench/results/digits-vgg-grow.result.json``, seed 0 of ``bench/compare.py --dataset digits``);
 - ``docs/pictures/digits-vgg-grow-heatmap.png`` and ``-curves.png``: the same run's
   selection heatmap and training curves;
 - ``docs/pictures/digits-comparison.png``: parameters against test accuracy, mean ± sd over
