@@ -3,7 +3,9 @@
 Train the full model (or load it from a checkpoint), rank each listed unit's
 filters by the sum of absolute kernel weights, physically remove the smallest
 so that ``prune.keep[unit]`` of them stay (each layer ranked independently on
-the trained weights, their "independent" strategy), then fine-tune at a
+the trained weights, their "independent" strategy: all units are ranked before
+any is cut, as Torch-Pruning's ``MetaPruner`` does, see
+tests/growth/test_l1_prune_matches_torch_pruning.py), then fine-tune at a
 constant small learning rate. Optionally, before pruning, a sensitivity
 analysis prunes each unit alone at rising ratios and records validation accuracy.
 """
@@ -89,9 +91,11 @@ class L1Prune(Method):
         if p.sensitivity:
             self.sensitivity = self._sensitivity(ctx)
         change = Change("prune")
-        for name, keep in p.keep.items():
+        # Every unit is ranked before any is cut: cutting one removes input kernels of the next, and
+        # ranking that one afterwards would be Li et al.'s "greedy" strategy, dependent on keep's key order.
+        kept = {name: keep_indices(ctx.model.unit(name), keep) for name, keep in p.keep.items()}
+        for name, idx in kept.items():
             unit = ctx.model.unit(name)
-            idx = keep_indices(unit, keep)
             if idx.numel() < unit.width:
                 change.units[name] = (unit.width, idx.numel())
                 surgery.prune(ctx.model, ctx.optimizer, unit, idx)
