@@ -90,12 +90,14 @@ def history(
     if units:
         unit_range.append(unit_row.unit.in_(units))
     rows: dict[int, dict[str, Any]] = {}
-    for number, phase, train_loss, val_accuracy, lr, params, macs, seconds, sparsity in session.execute(
+    for (number, phase, train_loss, val_accuracy, lr, params, macs, seconds, sparsity,
+         support_val_accuracy) in session.execute(
             select(epoch.epoch, epoch.phase, epoch.train_loss, epoch.val_accuracy, epoch.lr, epoch.params,
-                   epoch.macs, epoch.seconds, epoch.sparsity).where(*epoch_range).order_by(epoch.epoch)):
+                   epoch.macs, epoch.seconds, epoch.sparsity, epoch.support_val_accuracy)
+            .where(*epoch_range).order_by(epoch.epoch)):
         rows[number] = {"epoch": number, "phase": phase, "train_loss": train_loss, "val_accuracy": val_accuracy,
                         "lr": lr, "params": params, "macs": macs, "seconds": seconds, "sparsity": sparsity,
-                        "units": []}
+                        "support_val_accuracy": support_val_accuracy, "units": []}
     for number, unit, width, selected, ratio, grew in session.execute(
             select(unit_row.epoch, unit_row.unit, unit_row.width, unit_row.selected, unit_row.ratio, unit_row.grew)
             .where(*unit_range).order_by(unit_row.epoch, unit_row.id)):

@@ -135,6 +135,9 @@ class EpochRecord(_Response):
     macs: int
     seconds: FiniteFloat
     sparsity: FiniteFloat = None
+    support_val_accuracy: FiniteFloat = Field(
+        None, description="Validation accuracy of the network restricted to Γ's support (BatchNorm recalibrated); "
+                          "null for methods without Γ.")
     units: list[UnitRecord]
 
 

@@ -114,6 +114,7 @@ def _train(job: JobSpec, method: Method, state: dict[str, Any] | None, emit: Eve
         ctx.train_loss = loss
         method.before_evaluation(ctx)
         val_accuracy = ctx.evaluate()
+        support = method.support_accuracy(ctx, ("val",))
         stats = ctx.unit_stats()
         changes = method.after_epoch(ctx, epoch, val_accuracy)
         grew = {name: new - old for change in changes for name, (old, new) in change.units.items()}
@@ -121,7 +122,8 @@ def _train(job: JobSpec, method: Method, state: dict[str, Any] | None, emit: Eve
         _apply(ctx, changes, epoch, emit)
         record = EpochEnd(epoch=epoch, phase=phase, train_loss=loss, val_accuracy=val_accuracy, lr=lr,
                           params=size.params, macs=size.macs, seconds=time.perf_counter() - epoch_started,
-                          units=stats, sparsity=method.epoch_sparsity(ctx))
+                          units=stats, sparsity=method.epoch_sparsity(ctx),
+                          support_val_accuracy=support["val"] if support is not None else None)
         ctx.history.append(_history_row(record))
         epoch += 1
         path = None
@@ -238,6 +240,7 @@ def environment(ctx: RunContext) -> dict[str, Any]:
 
 def _result(ctx: RunContext, method: Method, *, epochs: int, wall_seconds: float) -> dict[str, Any]:
     size = count(ctx.model, ctx.input_shape)
+    support = method.support_accuracy(ctx, ("val", "test")) or {}
     return {
         "method": ctx.spec.method,
         "spec": ctx.spec.to_dict(),
@@ -247,6 +250,11 @@ def _result(ctx: RunContext, method: Method, *, epochs: int, wall_seconds: float
             "macs": size.macs,
             "test_accuracy": ctx.evaluate(split="test"),
             "val_accuracy": ctx.evaluate(split="val"),
+            # The network Γ selects (paper section 5.2), None for methods without Γ; selected filters
+            # per unit are Γ's non-zero groups under DessiLBI, non-zero filters otherwise.
+            "support_val_accuracy": support.get("val"),
+            "support_test_accuracy": support.get("test"),
+            "selected": {s.name: s.selected for s in ctx.unit_stats()},
             "model": ctx.model.to_spec(),
             # What a deployed copy needs to see images as this run did: [0, 1] pixels, then (x - mean) / std.
             "preprocessing": {"input_shape": list(ctx.input_shape), "mean": list(ctx.splits.mean),

@@ -32,6 +32,8 @@ class EpochEnd:
     seconds: float
     units: list[UnitStat]
     sparsity: float | None = None  # share of all-zero groups (RMDA / prox-SGD), else None
+    # validation accuracy of the network restricted to Γ's support (growth.methods.support), None without Γ
+    support_val_accuracy: float | None = None
     checkpoint: str | None = None  # path of the checkpoint written after this epoch
     kind: str = field(default="epoch", init=False)
 

@@ -27,7 +27,7 @@ from app.plots.errors import PlotInputError
 # History fields drawn as curves; a value may be null (a non-finite loss is stored as null).
 CURVE_FIELDS = ("train_loss", "val_accuracy", "params", "macs")
 # Accuracy of the network restricted to Γ's support, drawn when a run records it.
-SUPPORT_ACCURACY = "support_accuracy"
+SUPPORT_ACCURACY = "support_val_accuracy"  # growth.events.EpochEnd, job_epochs
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ above the methods (it asks them for their names and epoch budgets).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -30,6 +30,7 @@ from ..errors import ArgumentError, SpecError
 from ..events import UnitStat
 from ..optim.structure import selected_per_unit
 from ..training import Precision, evaluate
+from .support import has_support, support_accuracies
 
 
 @dataclass
@@ -162,6 +163,14 @@ class Method:
     def epoch_sparsity(self, ctx: RunContext) -> float | None:
         """The epoch record's ``sparsity`` (share of all-zero groups), or None where the method has none."""
         return None
+
+    def support_accuracy(self, ctx: RunContext, splits: Sequence[str]) -> dict[str, float] | None:
+        """Accuracy on ``splits`` of the network restricted to Γ's support, None where there is no Γ.
+
+        Every run whose optimizer is DessiLBI reports it (``growth.methods.support``): the epoch
+        record's ``support_val_accuracy`` and the result's ``final.support_{val,test}_accuracy``.
+        """
+        return support_accuracies(ctx, splits) if has_support(ctx.optimizer) else None
 
     def result_extras(self, ctx: RunContext) -> dict[str, Any]:
         """Fields the method adds to the run's result."""

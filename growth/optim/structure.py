@@ -32,6 +32,7 @@ __all__ = [
     "Grouping",
     "StructureMasks",
     "group_sparsity",
+    "lifted_params",
     "masks",
     "regularized_weights",
     "selected_per_unit",
@@ -147,7 +148,8 @@ def selected_per_unit(optimizer: Optimizer | None, units: Sequence[HasProducers]
     return [int(n) for n in selected.tolist()]
 
 
-def _lifted_params(optimizer: Optimizer) -> Iterator[Tensor]:
+def lifted_params(optimizer: Optimizer) -> Iterator[Tensor]:
+    """The parameters DessiLBI pairs with a Γ: ``ndim >= 2`` params of groups not flagged ``structural=False``."""
     for group in optimizer.param_groups:
         if group.get("structural", True):
             yield from (p for p in group["params"] if p.ndim >= 2)
@@ -165,7 +167,7 @@ def sparse_weights(optimizer: Optimizer) -> Iterator[None]:
     saved: list[tuple[Tensor, Tensor]] = []
     try:
         with torch.no_grad():
-            for p in _lifted_params(optimizer):
+            for p in lifted_params(optimizer):
                 saved.append((p, p.detach().clone()))
                 p.mul_(structure_tensor(optimizer, p) != 0)
         yield

@@ -61,7 +61,8 @@ def _record_epochs(database_url: str, job_id: str, epochs: int) -> None:
                           grew=1 if epoch else 0) for i, name in enumerate(UNITS)]
         end = EpochEnd(epoch=epoch, phase="grow" if epoch < epochs - 2 else "finetune", train_loss=1.0 / (epoch + 1),
                        val_accuracy=epoch / epochs, lr=0.1, params=1000 + epoch, macs=5000 + epoch, seconds=0.5,
-                       units=units, sparsity=float("nan") if epoch == 1 else None)
+                       units=units, sparsity=float("nan") if epoch == 1 else None,
+                       support_val_accuracy={0: None, 2: float("inf")}.get(epoch, epoch / 8))
         with session_scope(database_url) as session:
             assert jobs_store.record_epoch(session, job, lease_owner="test/1", lease_seconds=600, epoch=end)
 
@@ -76,11 +77,14 @@ def test_history_filters_by_unit_and_epoch_range(queue_api: LiveApi) -> None:
     assert [e["epoch"] for e in full["epochs"]] == list(range(6))
     epoch3 = full["epochs"][3]
     assert epoch3 == {"epoch": 3, "phase": "grow", "train_loss": 0.25, "val_accuracy": 0.5, "lr": 0.1,
-                      "params": 1003, "macs": 5003, "seconds": 0.5, "sparsity": None, "units": [
+                      "params": 1003, "macs": 5003, "seconds": 0.5, "sparsity": None,
+                      "support_val_accuracy": 3 / 8, "units": [
                           {"name": "conv1", "width": 11, "selected": 3, "ratio": 3 / 11, "grew": 1},
                           {"name": "conv2", "width": 12, "selected": 4, "ratio": 4 / 12, "grew": 1},
                           {"name": "conv10", "width": 13, "selected": 5, "ratio": 5 / 13, "grew": 1}]}
     assert full["epochs"][1]["sparsity"] is None  # NaN is stored as null, never a 500
+    # Γ-support accuracy: null for epochs (or methods) without it, a non-finite value stored as null.
+    assert [e["support_val_accuracy"] for e in full["epochs"]] == [None, 1 / 8, None, 3 / 8, 4 / 8, 5 / 8]
     assert full["epochs"][5]["phase"] == "finetune"
 
     window = client.get(f"/v1/jobs/{job_id}/history",

@@ -173,13 +173,13 @@ def test_curves_draw_loss_accuracy_params_and_macs_per_epoch() -> None:
     assert list(lines["params"].get_ydata()) == PARAMS
     assert list(lines["macs"].get_ydata()) == [10 * p for p in PARAMS]
     assert all(list(line.get_xdata()) == list(range(6)) for line in lines.values())
-    assert "support_accuracy" not in lines  # not recorded: not drawn
+    assert "support_val_accuracy" not in lines  # not recorded: not drawn
 
 
-def test_curves_draw_the_support_accuracy_where_the_run_records_it() -> None:
+def test_curves_draw_the_support_val_accuracy_where_the_run_records_it() -> None:
     support = [0.4, 0.6, 0.75, 0.8, 0.88, 0.9]
-    lines = gid_lines(plots.curves(plots.read_result(result(history=history_rows(support_accuracy=support)))), "")
-    np.testing.assert_allclose(lines["support_accuracy"].get_ydata(), [100 * a for a in support])
+    lines = gid_lines(plots.curves(plots.read_result(result(history=history_rows(support_val_accuracy=support)))), "")
+    np.testing.assert_allclose(lines["support_val_accuracy"].get_ydata(), [100 * a for a in support])
 
 
 # --------------------------------------------------------------------------- comparison

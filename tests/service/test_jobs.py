@@ -343,9 +343,11 @@ def test_a_job_runs_to_success_recording_every_epoch_layer_event_and_its_weights
     import growth
 
     reference = growth.run(job.spec)
-    assert [(r.phase, r.train_loss, r.val_accuracy, r.lr, r.params, r.macs) for r in rows] == [
-        (h["phase"], h["train_loss"], h["val_accuracy"], h["lr"], h["params"], h["macs"])
+    assert [(r.phase, r.train_loss, r.val_accuracy, r.lr, r.params, r.macs, r.support_val_accuracy)
+            for r in rows] == [
+        (h["phase"], h["train_loss"], h["val_accuracy"], h["lr"], h["params"], h["macs"], h["support_val_accuracy"])
         for h in reference["history"]]
+    assert all(r.support_val_accuracy is not None for r in rows)  # a DessiLBI run measures it every epoch
     assert [(r.epoch, r.unit, r.width, r.selected, r.ratio, r.grew) for r in layers] == sorted(
         (h["epoch"], u["name"], u["width"], u["selected"], u["ratio"], u["grew"])
         for h in reference["history"] for u in h["units"])

@@ -183,3 +183,42 @@ def test_revision_0003_renames_job_layers_to_job_units_keeping_every_row(empty_d
     assert stored("job_layers") == rows
     upgrade(url)
     assert stored("job_units") == rows and schema_diffs(url) == []
+
+
+def test_revision_0006_adds_a_null_support_accuracy_to_every_stored_epoch(empty_database_url):
+    url = empty_database_url
+    upgrade(url, "0005")
+    job_id = uuid.uuid4()
+    epoch = dict(job_id=job_id, epoch=0, phase="grow", train_loss=1.5, val_accuracy=0.5, lr=0.1, params=10,
+                 macs=20, seconds=0.5, sparsity=None)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:  # an epoch stored before the revision
+            tables = MetaData()
+            jobs = Table("jobs", tables, Column("id", Uuid, primary_key=True), autoload_with=connection)
+            epochs = Table("job_epochs", tables, Column("job_id", Uuid), autoload_with=connection)
+            assert "support_val_accuracy" not in epochs.c
+            connection.execute(insert(jobs).values(
+                id=job_id, owner="alice", method="grow", spec={}, status="running", attempts=1, max_attempts=3,
+                cancel_requested=False, progress_epoch=1, progress_total=4, created_at=datetime.now(UTC)))
+            connection.execute(insert(epochs).values(**epoch))
+    finally:
+        engine.dispose()
+
+    def stored() -> list[dict]:
+        engine = make_engine(url)
+        try:
+            with engine.connect() as connection:
+                reflected = Table("job_epochs", MetaData(), Column("job_id", Uuid), autoload_with=connection)
+                return [{key: value for key, value in row._mapping.items() if key != "id"}
+                        for row in connection.execute(select(reflected))]
+        finally:
+            engine.dispose()
+
+    upgrade(url, "0006")
+    assert stored() == [{**epoch, "support_val_accuracy": None}]
+    assert schema_diffs(url) == []
+    downgrade(url, "0005")
+    assert stored() == [epoch]
+    upgrade(url)
+    assert stored() == [{**epoch, "support_val_accuracy": None}]

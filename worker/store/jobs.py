@@ -292,7 +292,8 @@ def record_epoch(
         session.execute(insert(JobEpoch).values(
             job_id=job_id, epoch=epoch.epoch, phase=epoch.phase, train_loss=_finite(epoch.train_loss),
             val_accuracy=epoch.val_accuracy, lr=epoch.lr, params=epoch.params, macs=epoch.macs,
-            seconds=epoch.seconds, sparsity=_finite(epoch.sparsity)))
+            seconds=epoch.seconds, sparsity=_finite(epoch.sparsity),
+            support_val_accuracy=_finite(epoch.support_val_accuracy)))
         if epoch.units:
             session.execute(insert(JobUnit), [
                 {"job_id": job_id, "epoch": epoch.epoch, "unit": unit.name, "width": unit.width,

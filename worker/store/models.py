@@ -191,6 +191,8 @@ class JobEpoch(Base):
     macs: Mapped[int] = mapped_column(BigInteger)
     seconds: Mapped[float] = mapped_column(Float)
     sparsity: Mapped[float | None] = mapped_column(Float)
+    # the network restricted to Γ's support (growth/methods/support.py); None without Γ
+    support_val_accuracy: Mapped[float | None] = mapped_column(Float)
 
     job: Mapped[Job] = relationship(back_populates="epochs")
 
