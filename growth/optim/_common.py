@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
-from torch.optim.optimizer import Optimizer, ParamsT, _default_to_fused_or_foreach
-from torch.utils._foreach_utils import _has_foreach_support
+from torch.optim.optimizer import Optimizer, ParamsT, _default_to_fused_or_foreach, _foreach_supported_types
+from torch.utils._foreach_utils import _device_has_foreach_support
 
 from growth.errors import ArgumentError
 
@@ -49,7 +49,12 @@ def use_foreach(foreach: bool | None, params: list[Tensor], *, on_cpu: bool = Fa
     if foreach is None:
         _, foreach = _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)
         if not foreach and on_cpu:
-            foreach = all(_has_foreach_support([p], p.device) for p in params)
+            # torch.optim's list of foreach types, which admits nn.Parameter; torch.utils'
+            # _has_foreach_support takes plain tensors only (it is written for gradients), and
+            # on parameters it turned this default into the single-tensor path.
+            foreach = all(
+                type(p) in _foreach_supported_types and _device_has_foreach_support(p.device) for p in params
+            )
     return foreach
 
 

@@ -108,7 +108,7 @@ def from_groups(groups: Groups, like: Tensor) -> Tensor:
 
 
 def run_tensor_dessilbi(
-    w0: Tensor, grads: list[Tensor], foreach: bool, scheduler_milestones: list[int] | None = None, **hyper: float
+    w0: Tensor, grads: list[Tensor], foreach: bool | None, scheduler_milestones: list[int] | None = None, **hyper: float
 ) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
     p = nn.Parameter(w0.clone())
     optimizer = DessiLBI([p], foreach=foreach, **hyper)  # type: ignore[arg-type]
@@ -155,10 +155,10 @@ VARIANTS = {
 }
 
 
-@pytest.mark.parametrize("foreach", [False, True], ids=["reference", "foreach"])
+@pytest.mark.parametrize("foreach", [False, True, None], ids=["reference", "foreach", "default"])
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("case", ["conv", "linear"])
-def test_update_matches_hand_computed_equations(case: str, variant: str, foreach: bool) -> None:
+def test_update_matches_hand_computed_equations(case: str, variant: str, foreach: bool | None) -> None:
     w0, grads = (CONV_W0, CONV_GRADS) if case == "conv" else (LINEAR_W0, LINEAR_GRADS)
     extra = VARIANTS[variant]
     got = run_tensor_dessilbi(w0, grads, foreach, **HYPER, **extra)
@@ -362,6 +362,40 @@ def test_foreach_path_matches_reference(extra: dict, kernels: str, monkeypatch: 
     selected, total = unit_support(optimizer, [model.conv1.weight, model.conv2.weight])
     assert 0 < selected < total, "the support should be partial, else the prox is barely tested"
     assert torch.isfinite(optimizer.state[model.conv1.weight]["gamma"]).all()
+
+
+def test_default_takes_the_multi_tensor_path_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``foreach=None`` on CPU parameters (``nn.Parameter``, as every model has) is the foreach step.
+
+    torch.utils' ``_has_foreach_support`` admits plain tensors only, so a default built on it
+    silently fell back to the single-tensor path: same equations, other rounding, and runs that
+    no longer reproduced the ones made before (issue 9's re-map).
+    """
+    taken: list[str] = []
+    for name in ("_single_tensor_dessilbi", "_multi_tensor_dessilbi"):
+        implementation = getattr(dessilbi_module, name)
+
+        def spy(*args: object, _implementation=implementation, _name=name, **kwargs: object) -> None:
+            taken.append(_name)
+            _implementation(*args, **kwargs)
+
+        monkeypatch.setattr(dessilbi_module, name, spy)
+    runs = []
+    for foreach in (None, True):
+        model = tiny_net().float()
+        optimizer = DessiLBI(model.param_groups(), foreach=foreach, momentum=0.9, weight_decay=1e-3, **NET_HYPER)
+        train_float(model, optimizer, steps=3)
+        runs.append((model, optimizer))
+    assert_same_trajectory(runs[0], runs[1], atol=0.0)
+    assert set(taken) == {"_multi_tensor_dessilbi"}
+
+
+def train_float(model: TinyNet, optimizer: torch.optim.Optimizer, steps: int) -> None:
+    for k in range(steps):
+        x, y = data(1 + k)
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x.float()), y).backward()
+        optimizer.step()
 
 
 @pytest.mark.parametrize("foreach", [False, True], ids=["reference", "foreach"])
