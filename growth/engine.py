@@ -92,7 +92,6 @@ def _train(job: JobSpec, method: Method, state: dict[str, Any] | None, emit: Eve
     else:
         first_epoch, elapsed = state["epoch"], state["elapsed"]
         ctx.history, ctx.changes = state["history"], state["changes"]
-        method.load_state_dict(state["method"])
 
     started = time.perf_counter() - elapsed
     epoch = first_epoch
@@ -173,6 +172,9 @@ def _build(job: JobSpec, method: Method, state: dict[str, Any] | None) -> RunCon
     if state is not None:
         model.load_state_dict(state["model"])
         groups = ckpt.regroup(groups, state["param_names"], model)
+        # Before the optimizer is built: a method that switched optimizers (dessilbi_prune's
+        # fine-tuning) builds the one its checkpointed state was written by.
+        method.load_state_dict(state["method"])
     optimizer = method.build_optimizer(groups)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])

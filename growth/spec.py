@@ -73,7 +73,7 @@ class TrainSpec:
 
 @dataclass
 class OptimizerSpec:
-    """DessiLBI hyper-parameters (method ``grow``)."""
+    """DessiLBI hyper-parameters (methods ``grow`` and ``dessilbi_prune``)."""
 
     kappa: float = field(default=1.0, metadata=_bounded(0, lo_open=True))
     nu: float = field(default=100.0, metadata=_bounded(0, lo_open=True))
@@ -106,7 +106,11 @@ class GrowthSpec:
 
 @dataclass
 class PruneSpec:
-    """L1 filter pruning (Li et al., ICLR 2017); ``keep`` maps unit name → share of filters kept."""
+    """Pruning, then fine-tuning with SGD (methods ``l1_prune`` and ``dessilbi_prune``).
+
+    ``keep`` (unit name → share of filters kept), ``sensitivity`` and ``from_checkpoint``
+    are L1 filter pruning's (Li et al., ICLR 2017); ``dessilbi_prune`` keeps the filters Γ selected.
+    """
 
     keep: dict[str, float] = field(default_factory=dict)
     finetune_epochs: int = field(default=40, metadata=_bounded(0))
@@ -230,6 +234,7 @@ def _check_method_fits_model(spec: JobSpec) -> None:
     family = spec.model.get("family")
     if spec.method == "autogrow" and family != "resnet":
         raise SpecError("model.family", "method 'autogrow' grows depth and needs the 'resnet' family")
+    _METHOD_CLASSES[spec.method].check_spec(spec)
     if spec.train.lr_milestones and spec.train.lr_milestones[-1] > spec.total_epochs:
         raise SpecError("train.lr_milestones", f"milestones must not exceed the {spec.total_epochs} epochs of the job")
 

@@ -8,9 +8,10 @@ from .base import Change, Method, RunContext
 from .grow import Grow
 from .dense import Dense  # isort: skip
 from .l1_prune import L1Prune  # isort: skip
+from .dessilbi_prune import DessiLBIPrune  # isort: skip
 from .autogrow import AutoGrow  # isort: skip
 from .sparse import ProxSgd, Rmda  # isort: skip
 
 METHODS = Method.registry
 
-__all__ = ["METHODS", "AutoGrow", "Change", "Dense", "Grow", "L1Prune", "Method", "ProxSgd", "Rmda", "RunContext"]
+__all__ = ["METHODS", "AutoGrow", "Change", "Dense", "DessiLBIPrune", "Grow", "L1Prune", "Method", "ProxSgd", "Rmda", "RunContext"]

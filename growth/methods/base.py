@@ -117,12 +117,18 @@ class Method:
         self.spec = spec
 
     @classmethod
+    def check_spec(cls, spec: Any) -> None:
+        """Raise ``SpecError`` naming a field this method cannot honour; ``parse_spec`` calls it."""
+
+    @classmethod
     def epoch_budget(cls, spec: Any) -> int:
         """The most epochs a run of ``spec`` takes, all phases (what ``schedule`` allows when nothing stops early)."""
         return spec.train.epochs
 
     # -- optimizer -------------------------------------------------------------
     def make_optimizer(self, param_groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+        """The run's optimizer; on resume it is built after ``load_state_dict``, so a method that
+        replaces ``ctx.optimizer`` mid-run (in ``after_epoch``) builds the replacement here too."""
         t = self.spec.train
         return torch.optim.SGD(param_groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
 
@@ -157,7 +163,10 @@ class Method:
         """Called after each epoch's training, before its validation pass."""
 
     def after_epoch(self, ctx: RunContext, epoch: int, val_accuracy: float) -> list[Change]:
-        """Called after each epoch's evaluation; may change the architecture in place."""
+        """Called after each epoch's evaluation; may change the architecture in place.
+
+        It may also replace ``ctx.optimizer`` (see ``make_optimizer``); the next epoch trains with it.
+        """
         return []
 
     def epoch_sparsity(self, ctx: RunContext) -> float | None:

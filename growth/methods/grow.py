@@ -36,6 +36,20 @@ from ..optim import DessiLBI
 from .base import Change, Method, RunContext, step_lr
 
 
+# The spec field each DessiLBI argument comes from, for errors (see ``base.spec_fields``).
+DESSILBI_FIELDS = {
+    **Method.optimizer_fields,
+    **{arg: f"optimizer.{arg}" for arg in ("kappa", "nu", "lam", "beta_min")},
+}
+
+
+def dessilbi_optimizer(spec: Any, param_groups: list[dict[str, Any]]) -> DessiLBI:
+    """DessiLBI with the job's ``optimizer`` section (κ, ν, λ, …) and ``train`` lr, momentum and weight decay."""
+    t, o = spec.train, spec.optimizer
+    return DessiLBI(param_groups, lr=t.lr, kappa=o.kappa, nu=o.nu, lam=o.lam, momentum=t.momentum,
+                    weight_decay=t.weight_decay, magnitude_scaling=o.magnitude_scaling, beta_min=o.beta_min)
+
+
 _TINY_LOSS = 1e-12  # the relative change of a loss that reached zero stays finite
 
 
@@ -58,10 +72,7 @@ def grown_width(width: int, add: int, factor: float, max_width: int) -> int:
 
 class Grow(Method):
     name = "grow"
-    optimizer_fields = {
-        **Method.optimizer_fields,
-        **{arg: f"optimizer.{arg}" for arg in ("kappa", "nu", "lam", "beta_min")},
-    }
+    optimizer_fields = DESSILBI_FIELDS
 
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)
@@ -72,10 +83,7 @@ class Grow(Method):
         return spec.train.epochs + spec.growth.finetune_epochs
 
     def make_optimizer(self, param_groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
-        t, o = self.spec.train, self.spec.optimizer
-        return DessiLBI(param_groups, lr=t.lr, kappa=o.kappa, nu=o.nu, lam=o.lam, momentum=t.momentum,
-                        weight_decay=t.weight_decay, magnitude_scaling=o.magnitude_scaling,
-                        beta_min=o.beta_min)
+        return dessilbi_optimizer(self.spec, param_groups)
 
     def schedule(self, epoch: int) -> tuple[str, float] | None:
         t, g = self.spec.train, self.spec.growth

@@ -6,7 +6,8 @@ so that ``prune.keep[unit]`` of them stay (each layer ranked independently on
 the trained weights, their "independent" strategy: all units are ranked before
 any is cut, as Torch-Pruning's ``MetaPruner`` does, see
 tests/growth/test_l1_prune_matches_torch_pruning.py), then fine-tune at a
-constant small learning rate. Optionally, before pruning, a sensitivity
+constant small learning rate (the phases ``growth.methods.pruning`` shares with
+``dessilbi_prune``). Optionally, before pruning, a sensitivity
 analysis prunes each unit alone at rising ratios and records validation accuracy.
 """
 from __future__ import annotations
@@ -20,7 +21,8 @@ import torch
 
 from .. import surgery
 from ..errors import SpecError
-from .base import Change, Method, RunContext, step_lr
+from .base import Change, RunContext
+from .pruning import PruneThenFinetune
 
 
 def filter_l1_norms(unit: Any) -> torch.Tensor:
@@ -46,27 +48,18 @@ def keep_indices(unit: Any, keep: float) -> torch.Tensor:
     return torch.sort(top).values
 
 
-class L1Prune(Method):
+class L1Prune(PruneThenFinetune):
     name = "l1_prune"
+    train_phase = "dense"
 
     def __init__(self, spec: Any) -> None:
         super().__init__(spec)
-        # A network that starts trained (init, or a checkpoint) is pruned before the first epoch.
-        self.dense_epochs = 0 if spec.starts_trained else spec.train.epochs
-        self.pruned = False
         self.sensitivity: dict[str, list[list[float]]] = {}
 
     @classmethod
-    def epoch_budget(cls, spec: Any) -> int:
-        return (0 if spec.starts_trained else spec.train.epochs) + spec.prune.finetune_epochs
-
-    def schedule(self, epoch: int) -> tuple[str, float] | None:
-        t, p = self.spec.train, self.spec.prune
-        if epoch < self.dense_epochs:
-            return "dense", step_lr(t.lr, epoch, t.lr_milestones, t.lr_gamma)
-        if epoch < self.dense_epochs + p.finetune_epochs:
-            return "finetune", p.finetune_lr
-        return None
+    def training_epochs(cls, spec: Any) -> int:
+        # A network that starts trained (init, or a checkpoint) is pruned before the first epoch.
+        return 0 if spec.starts_trained else spec.train.epochs
 
     def check_model(self, model: Any) -> None:
         for unit in self.spec.prune.keep:
@@ -79,31 +72,18 @@ class L1Prune(Method):
             return []
         if self.spec.prune.from_checkpoint:
             _load_weights(ctx.model, self.spec.prune.from_checkpoint)
-        return self._prune(ctx)
+        return self.prune(ctx)
 
-    def after_epoch(self, ctx: RunContext, epoch: int, val_accuracy: float) -> list[Change]:
-        if epoch == self.dense_epochs - 1 and not self.pruned:
-            return self._prune(ctx)
-        return []
-
-    def _prune(self, ctx: RunContext) -> list[Change]:
-        p = self.spec.prune
-        if p.sensitivity:
+    def prune(self, ctx: RunContext) -> list[Change]:
+        if self.spec.prune.sensitivity:
             self.sensitivity = self._sensitivity(ctx)
-        change = Change("prune")
-        # Every unit is ranked before any is cut: cutting one removes input kernels of the next, and
-        # ranking that one afterwards would be Li et al.'s "greedy" strategy, dependent on keep's key order.
-        kept = {name: keep_indices(ctx.model.unit(name), keep) for name, keep in p.keep.items()}
-        for name, idx in kept.items():
-            unit = ctx.model.unit(name)
-            if idx.numel() < unit.width:
-                change.units[name] = (unit.width, idx.numel())
-                surgery.prune(ctx.model, ctx.optimizer, unit, idx)
-        for group in ctx.optimizer.param_groups:  # Li et al.'s fine-tuning hyper-parameters
-            group["momentum"] = p.finetune_momentum
-            group["weight_decay"] = p.finetune_weight_decay
-        self.pruned = True
-        return [change] if change.units else []
+        return super().prune(ctx)
+
+    def kept_filters(self, ctx: RunContext) -> dict[str, torch.Tensor]:
+        # Ranked on the trained weights, every unit before any is cut (``PruneThenFinetune.prune``):
+        # ranking a unit after its predecessor lost input kernels would be Li et al.'s "greedy"
+        # strategy, dependent on keep's key order.
+        return {name: keep_indices(ctx.model.unit(name), keep) for name, keep in self.spec.prune.keep.items()}
 
     def _sensitivity(self, ctx: RunContext) -> dict[str, list[list[float]]]:
         """Validation accuracy after pruning each unit alone at each ratio (Li et al., Fig. 2)."""
@@ -122,10 +102,10 @@ class L1Prune(Method):
         return {"sensitivity": self.sensitivity} if self.sensitivity else {}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"pruned": self.pruned, "sensitivity": self.sensitivity}
+        return {**super().state_dict(), "sensitivity": self.sensitivity}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.pruned = state["pruned"]
+        super().load_state_dict(state)
         self.sensitivity = state["sensitivity"]
 
 

@@ -8,6 +8,8 @@ or proximal SGD leaves behind. Everything here reads that one rule:
 
 - :func:`support_counts` / :func:`unit_support`: selected and total filters
   per layer or unit (the ratio the growth rule compares with τ);
+- :func:`selected_channels`: *which* channels of a unit are selected (what
+  DessiLBI pruning keeps);
 - :func:`masks` and :func:`sparse_weights`: the weight, filter and layer masks
   of eqs. (21)–(22), and the sparse network they select;
 - :func:`group_sparsity`, :func:`zero_group_mask`, :func:`unit_zero_channels`:
@@ -35,6 +37,7 @@ __all__ = [
     "lifted_params",
     "masks",
     "regularized_weights",
+    "selected_channels",
     "selected_per_unit",
     "sparse_weights",
     "structure_tensor",
@@ -146,6 +149,17 @@ def selected_per_unit(optimizer: Optimizer | None, units: Sequence[HasProducers]
     """Selected filters of every unit, summed over its producers; one host sync for all of them."""
     selected, _ = support_counts(optimizer, [[conv.weight for conv, _ in unit.producers] for unit in units])
     return [int(n) for n in selected.tolist()]
+
+
+def selected_channels(optimizer: Optimizer | None, unit: HasProducers) -> Tensor:
+    """Bool mask over a unit's channels: True where any producer's filter is selected; no host sync.
+
+    A residual unit's channel is written by several convs (every block's last conv and the
+    projection); it carries a signal, and is kept, as soon as one of them selects it.
+    ``selected_per_unit`` counts the same filters one producer at a time, as the growth ratio does.
+    """
+    selected = [_selected_filters(structure_tensor(optimizer, conv.weight)) for conv, _ in unit.producers]
+    return torch.stack([s.to(selected[0].device) for s in selected]).any(dim=0)
 
 
 def lifted_params(optimizer: Optimizer) -> Iterator[Tensor]:

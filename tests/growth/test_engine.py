@@ -116,9 +116,17 @@ def test_events_history_and_result_shape(tmp_path):
     assert {u.name: u.width for u in rebuilt.units()} == final["widths"]
 
 
-@pytest.mark.parametrize("method", ["grow", "autogrow", "rmda"])
+@pytest.mark.parametrize("method", ["grow", "autogrow", "rmda", "dessilbi_prune", "dessilbi_prune_after_the_cut"])
 def test_resume_from_checkpoint_gives_the_same_history(tmp_path, method):
-    if method == "grow":
+    if method.startswith("dessilbi_prune"):
+        # Pruned (and switched to SGD) at the end of epoch 2, the checkpoint resumed from; or at the end of
+        # epoch 3, after the resumed run has rebuilt DessiLBI.
+        epochs = 3 if method == "dessilbi_prune" else 4
+        spec = {**tiny_spec(model={"layers": [8, "M", 8]}, train={"epochs": epochs}, optimizer={"lam": 0.8},
+                            data={"augment": True}),
+                "method": "dessilbi_prune", "prune": {"finetune_epochs": 2, "finetune_lr": 0.01}}
+        spec.pop("growth")
+    elif method == "grow":
         spec = tiny_spec(growth={"every": 1, "threshold": 0.25, "finetune_epochs": 2}, data={"augment": True})
     elif method == "rmda":
         # The lr milestone falls in the interrupted epoch: the resumed run must restart RMDA there too.
@@ -138,6 +146,8 @@ def test_resume_from_checkpoint_gives_the_same_history(tmp_path, method):
         assert len({row["lr"] for row in full["history"]}) == 2, "the scenario must cross the milestone"
     else:
         assert full["events"], "the scenario must change the architecture at least once"
+    if method.startswith("dessilbi_prune"):
+        assert full["events"][0]["epoch"] == (2 if method == "dessilbi_prune" else 3)
 
     batches = 0
 

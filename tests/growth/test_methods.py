@@ -19,6 +19,7 @@ SPECS = {
     "dense": spec("dense"),
     "l1_prune": spec("l1_prune", prune={"keep": {"conv1": 0.5}, "finetune_epochs": 3}),
     "l1_prune_from_checkpoint": spec("l1_prune", prune={"from_checkpoint": "dense.pt", "finetune_epochs": 3}),
+    "dessilbi_prune": spec("dessilbi_prune", prune={"finetune_epochs": 3}),
     "autogrow": spec("autogrow", autogrow={"finetune_epochs": 3}, model=RESNET),
     "rmda": spec("rmda"),
     "prox_sgd": spec("prox_sgd"),
