@@ -74,6 +74,7 @@ BENCHMARKS = {
     "digits": Benchmark(
         section="## Growth vs. baselines on digits",
         runs={
+            "dessilbi_prune": Run("digits-vgg-dessilbi-prune.json"),
             "l1_prune": Run("digits-vgg-l1prune.json"),
             "dense": Run("digits-vgg-dense.json"),
             "autogrow": Run("digits-resnet-autogrow.json"),

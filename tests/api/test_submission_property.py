@@ -53,7 +53,7 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
     data = {"name": "synthetic", "num_classes": classes, "channels": draw(st.integers(1, 3)),
             "size": draw(st.integers(2, 24)), "samples": draw(st.integers(classes, 60)),
             "noise": draw(st.one_of(st.floats(0, 2), st.sampled_from([math.inf, 1e308])))}
-    method = draw(st.sampled_from(["grow", "dense", "l1_prune", "rmda", "prox_sgd"]))
+    method = draw(st.sampled_from(["grow", "dense", "l1_prune", "dessilbi_prune", "rmda", "prox_sgd"]))
     spec: dict[str, Any] = {"method": method, "seed": draw(st.integers(0, 3)), "model": model, "data": data,
                             "train": {"epochs": draw(st.integers(1, 2)), "batch_size": draw(st.integers(1, 16)),
                                       "lr": 0.05, "device": "cpu"}}
@@ -63,6 +63,8 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
         units = st.sampled_from(["conv1", "conv2", "conv3", "conv9", "stem", "stage1", "stage1.block1", "stage2"])
         spec["prune"] = {"keep": draw(st.dictionaries(units, st.floats(0.1, 1.0), min_size=1, max_size=2)),
                          "finetune_epochs": 1}
+    if method == "dessilbi_prune":
+        spec["prune"] = {"finetune_epochs": 1}
     return spec
 
 
