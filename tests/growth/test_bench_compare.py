@@ -88,3 +88,14 @@ def test_a_run_with_overrides_changes_only_those_fields():
     assert spec["seed"] == 2 and spec["growth"]["stop"] == "plateau"
     assert spec["growth"]["every"] == bench.Run("fashion-vgg-grow.json").spec(2)["growth"]["every"]
     assert run.result_name() == "fashion-vgg-grow-plateau.result.json"
+
+
+@pytest.mark.parametrize("dataset", sorted(bench.BENCHMARKS))
+def test_every_run_of_a_benchmark_is_a_shipped_example_of_a_registered_method(dataset):
+    from growth.methods import METHODS
+
+    benchmark = bench.BENCHMARKS[dataset]
+    for label, run in {**benchmark.runs, **benchmark.optional}.items():
+        spec = run.spec(seed=0)  # reads examples/<file>; a missing one raises here
+        assert spec["method"] in METHODS, label
+        assert spec["data"]["name"] == dataset, label

@@ -7,7 +7,7 @@ import torch
 import growth
 from growth import SpecError
 from growth.counting import count
-from growth.methods import METHODS, RunContext
+from growth.methods import METHODS, Method, RunContext
 from growth.models import build_model
 from growth.optim.structure import selected_channels, sparse_weights
 from growth.spec import parse_spec
@@ -24,8 +24,8 @@ def prune_spec(**over: dict) -> dict:
     return spec
 
 
-def trained_one_step(spec: dict) -> RunContext:
-    """The method's model and DessiLBI after one step on random data: V, Γ and momentum exist."""
+def trained_one_step(spec: dict) -> tuple[Method, RunContext]:
+    """The method, and its model and DessiLBI after one step on random data: V, Γ and momentum exist."""
     job = parse_spec(spec)
     method = METHODS["dessilbi_prune"](job)
     model = build_model(job.model, generator=torch.Generator().manual_seed(0))
@@ -36,8 +36,7 @@ def trained_one_step(spec: dict) -> RunContext:
     ctx = RunContext(spec=job, model=model, optimizer=optimizer, splits=None, device=torch.device("cpu"),
                      input_shape=(1, 8, 8), shuffle_rng=torch.Generator(), augment_rng=None,
                      init_rng=torch.Generator())
-    ctx.method = method  # type: ignore[attr-defined]
-    return ctx
+    return method, ctx
 
 
 def set_gamma(ctx: RunContext, unit: str, unselected: list[int]) -> None:
@@ -48,20 +47,19 @@ def set_gamma(ctx: RunContext, unit: str, unselected: list[int]) -> None:
     ctx.optimizer.state[conv.weight]["gamma"] = gamma
 
 
-def prune_at_the_last_training_epoch(ctx: RunContext) -> list:
-    method = ctx.method  # type: ignore[attr-defined]
+def prune_at_the_last_training_epoch(method: Method, ctx: RunContext) -> list:
     return method.after_epoch(ctx, method.train_epochs - 1, 0.0)
 
 
 def test_exactly_the_filters_gamma_did_not_select_are_removed_with_their_trained_weights() -> None:
-    ctx = trained_one_step(prune_spec())
+    method, ctx = trained_one_step(prune_spec())
     set_gamma(ctx, "conv1", [1, 4])
     set_gamma(ctx, "conv2", [0, 2])
     conv1, bn1 = ctx.model.unit("conv1").producers[0]
     conv2 = ctx.model.unit("conv2").producers[0][0]
     w1, beta1, w2 = conv1.weight.detach().clone(), bn1.bias.detach().clone(), conv2.weight.detach().clone()
 
-    changes = prune_at_the_last_training_epoch(ctx)
+    changes = prune_at_the_last_training_epoch(method, ctx)
 
     assert [(c.kind, c.units) for c in changes] == [("prune", {"conv1": (6, 4), "conv2": (5, 3)})]
     assert {u.name: u.width for u in ctx.model.units()} == {"conv1": 4, "conv2": 3}
@@ -73,11 +71,11 @@ def test_exactly_the_filters_gamma_did_not_select_are_removed_with_their_trained
     assert type(ctx.optimizer) is torch.optim.SGD
     assert {(g["momentum"], g["weight_decay"]) for g in ctx.optimizer.param_groups} == {(0.9, 1e-4)}
     assert not ctx.optimizer.state
-    assert ctx.method.state_dict() == {"pruned": True}  # type: ignore[attr-defined]
+    assert method.state_dict() == {"pruned": True}
 
 
 def test_a_unit_gamma_left_empty_keeps_the_channel_nearest_to_selection() -> None:
-    ctx = trained_one_step(prune_spec())
+    method, ctx = trained_one_step(prune_spec())
     set_gamma(ctx, "conv1", list(range(6)))
     conv1 = ctx.model.unit("conv1").producers[0][0]
     v = torch.zeros_like(conv1.weight)
@@ -85,7 +83,7 @@ def test_a_unit_gamma_left_empty_keeps_the_channel_nearest_to_selection() -> Non
     v[1, 0, 0, 0] = 0.5
     ctx.optimizer.state[conv1.weight]["v"] = v
     w = conv1.weight.detach().clone()
-    changes = prune_at_the_last_training_epoch(ctx)
+    changes = prune_at_the_last_training_epoch(method, ctx)
     assert changes[0].units["conv1"] == (6, 1)
     assert torch.equal(conv1.weight, w[[3]])
 
@@ -119,7 +117,7 @@ def test_the_pruned_network_computes_the_gamma_restricted_one_where_removed_chan
 
     The two networks agree exactly when that constant is zero, and not otherwise.
     """
-    ctx = trained_one_step(prune_spec())
+    method, ctx = trained_one_step(prune_spec())
     set_gamma(ctx, "conv1", [1, 4])
     set_gamma(ctx, "conv2", [0, 2])
     removed_channels_shift(ctx, "conv1", [1, 4], beta)
@@ -127,7 +125,7 @@ def test_the_pruned_network_computes_the_gamma_restricted_one_where_removed_chan
     x = torch.randn(5, 1, 8, 8)
     with torch.no_grad(), sparse_weights(ctx.optimizer):
         restricted = ctx.model(x)
-    prune_at_the_last_training_epoch(ctx)
+    prune_at_the_last_training_epoch(method, ctx)
     with torch.no_grad():
         pruned = ctx.model(x)
     assert torch.allclose(pruned, restricted, atol=1e-6) == equal
@@ -137,7 +135,7 @@ def test_a_residual_channel_stays_while_any_of_its_producers_selects_it() -> Non
     spec = prune_spec(model={"family": "resnet", "stem": 4, "stages": [{"width": 4, "stride": 1, "blocks": [4, 4]}]})
     spec["model"].pop("layers")
     spec["model"].pop("classifier")
-    ctx = trained_one_step(spec)
+    method, ctx = trained_one_step(spec)
     stage = ctx.model.unit("stage1")
     assert len(stage.producers) >= 2  # the stem and both blocks write the stage's channels
     for i, (conv, _) in enumerate(stage.producers):
@@ -147,7 +145,7 @@ def test_a_residual_channel_stays_while_any_of_its_producers_selects_it() -> Non
             gamma[2] = 0.0  # channel 2: only the first producer does
         ctx.optimizer.state[conv.weight]["gamma"] = gamma
     assert selected_channels(ctx.optimizer, stage).tolist() == [False, True, True, True]
-    changes = prune_at_the_last_training_epoch(ctx)
+    changes = prune_at_the_last_training_epoch(method, ctx)
     assert changes[0].units["stage1"] == (4, 3)
 
 
