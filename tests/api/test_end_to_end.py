@@ -183,3 +183,29 @@ def test_a_job_without_root_is_accepted_and_fails_on_a_worker_without_the_files(
     assert job["error"].startswith("data.root: is not set and no Fashion-MNIST files were found in "
                                    f"{embedded_api.settings.data_dir / 'fashion-mnist'}, ")
     assert "apt-get install -y dataset-fashion-mnist" in job["error"]
+
+
+def test_a_dessilbi_prune_job_over_http_has_the_library_runs_history_and_prune_event(embedded_api: LiveApi) -> None:
+    import growth
+
+    spec = {"method": "dessilbi_prune", "seed": 0, "model": {"family": "vgg", "layers": [8, "M", 8], "classifier": []},
+            "data": {"name": "digits"}, "train": {"epochs": 2, "batch_size": 64, "lr": 0.05, "threads": 1},
+            "optimizer": {"nu": 1.0, "lam": 1.2}, "prune": {"finetune_epochs": 1, "finetune_lr": 0.02}}
+    client = embedded_api.user()
+    submitted = client.post("/v1/jobs", json=spec)
+    assert submitted.status_code == 201, submitted.text
+    job_id = submitted.json()["id"]
+    messages = read_events(client, job_id)
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "succeeded", job["error"]
+
+    library = growth.run(spec)
+    (event,) = library["events"]
+    assert event["change"] == "prune" and event["epoch"] == 1
+    streamed = [m.json() for m in messages if m.event == "architecture"]
+    assert [(a["epoch"], a["change"], a["units"]) for a in streamed] == [(1, "prune", event["units"])]
+    history = client.get(f"/v1/jobs/{job_id}/history").json()["epochs"]
+    assert [e["phase"] for e in history] == [r["phase"] for r in library["history"]] == ["train", "train", "finetune"]
+    assert [e["units"] for e in history] == [r["units"] for r in library["history"]]
+    assert job["current_widths"] == library["final"]["widths"]
+    assert job["metrics"]["test_accuracy"] == library["final"]["test_accuracy"]

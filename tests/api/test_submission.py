@@ -38,6 +38,8 @@ INVALID_SPECS = [
     (smoke_spec(data={"name": "digits", "image_size": 100}), ["body", "data"], "limit_exceeded"),
     (smoke_spec(method="l1_prune", prune={"keep": {"conv1": 0.5}, "from_checkpoint": "/etc/passwd"}),
      ["body", "prune", "from_checkpoint"], "limit_exceeded"),
+    # dessilbi_prune keeps the filters Γ selected: an L1 share per unit has no meaning there.
+    (smoke_spec(method="dessilbi_prune", prune={"keep": {"conv1": 0.5}}), ["body", "prune", "keep"], "spec_error"),
     # Longer than a file name may be: the file system refuses to look it up (ENAMETOOLONG), not a 500.
     (smoke_spec(data={"name": "mnist", "root": "x" * 5000}), ["body", "data", "root"], "spec_error"),
     # A GPU index names a GPU of one machine; over HTTP each worker uses the GPU it was given.
