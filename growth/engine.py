@@ -242,7 +242,7 @@ def environment(ctx: RunContext) -> dict[str, Any]:
 
 def _result(ctx: RunContext, method: Method, *, epochs: int, wall_seconds: float) -> dict[str, Any]:
     size = count(ctx.model, ctx.input_shape)
-    support = method.support_accuracy(ctx, ("val", "test")) or {}
+    support = method.final_support_accuracy(ctx) or {}
     return {
         "method": ctx.spec.method,
         "spec": ctx.spec.to_dict(),

@@ -181,6 +181,10 @@ class Method:
         """
         return support_accuracies(ctx, splits) if has_support(ctx.optimizer) else None
 
+    def final_support_accuracy(self, ctx: RunContext) -> dict[str, float] | None:
+        """The result's ``final.support_{val,test}_accuracy``: by default the network Γ selects at the end."""
+        return self.support_accuracy(ctx, ("val", "test"))
+
     def result_extras(self, ctx: RunContext) -> dict[str, Any]:
         """Fields the method adds to the run's result."""
         return {}

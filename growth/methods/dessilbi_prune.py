@@ -31,6 +31,13 @@ into the next layer exactly, and the two networks agree only where every
 removed channel's constant is zero. Fine-tuning absorbs the difference; the paper
 fine-tunes too.
 
+While DessiLBI trains, every epoch records the accuracy of the Γ-support network
+(``support_val_accuracy``, ``growth.methods.support``), as ``grow`` does. After pruning
+there is no Γ: fine-tuning epochs record none, and the result's
+``final.support_{val,test}_accuracy`` is the Γ-support network's at the moment of
+pruning, the paper's "Sparse Acc" of Tables 1–3 (the pruned network before
+fine-tuning, up to the constant channels above).
+
 Fine-tuning starts a fresh SGD: V, Γ and DessiLBI's momentum belong to the
 lifted problem and are dropped (the authors' code builds a new optimizer too).
 From then on a unit's ``selected`` count in the history is its filters with
@@ -49,7 +56,7 @@ from torch import Tensor
 from ..errors import SpecError
 from ..optim.prox import group_norms
 from ..optim.structure import selected_channels
-from .base import RunContext
+from .base import Change, RunContext
 from .grow import DESSILBI_FIELDS, dessilbi_optimizer
 from .pruning import PruneThenFinetune
 
@@ -85,6 +92,10 @@ class DessiLBIPrune(PruneThenFinetune):
     name = "dessilbi_prune"
     optimizer_fields = DESSILBI_FIELDS
 
+    def __init__(self, spec: Any) -> None:
+        super().__init__(spec)
+        self.support_at_prune: dict[str, float] | None = None  # {"val", "test"} of the Γ-support network
+
     @classmethod
     def check_spec(cls, spec: Any) -> None:
         defaults = type(spec.prune)()
@@ -99,8 +110,22 @@ class DessiLBIPrune(PruneThenFinetune):
         return torch.optim.SGD(param_groups, lr=p.finetune_lr, momentum=p.finetune_momentum,
                                weight_decay=p.finetune_weight_decay)
 
+    def prune(self, ctx: RunContext) -> list[Change]:
+        self.support_at_prune = self.support_accuracy(ctx, ("val", "test"))
+        return super().prune(ctx)
+
+    def final_support_accuracy(self, ctx: RunContext) -> dict[str, float] | None:
+        return self.support_at_prune if self.pruned else super().final_support_accuracy(ctx)
+
     def kept_filters(self, ctx: RunContext) -> dict[str, Tensor]:
         return {unit.name: kept_channels(ctx.optimizer, unit) for unit in ctx.model.units()}
 
     def start_finetuning(self, ctx: RunContext) -> None:
         ctx.optimizer = self.build_optimizer(ctx.model.param_groups())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "support_at_prune": self.support_at_prune}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.support_at_prune = state["support_at_prune"]

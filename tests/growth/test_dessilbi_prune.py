@@ -7,6 +7,7 @@ import torch
 import growth
 from growth import SpecError
 from growth.counting import count
+from growth.data import load_dataset
 from growth.methods import METHODS, Method, RunContext
 from growth.models import build_model
 from growth.optim.structure import selected_channels, sparse_weights
@@ -33,10 +34,13 @@ def trained_one_step(spec: dict) -> tuple[Method, RunContext]:
     torch.nn.functional.cross_entropy(model(torch.randn(8, 1, 8, 8)), torch.arange(8) % 3).backward()
     optimizer.step()
     model.eval()
-    ctx = RunContext(spec=job, model=model, optimizer=optimizer, splits=None, device=torch.device("cpu"),
-                     input_shape=(1, 8, 8), shuffle_rng=torch.Generator(), augment_rng=None,
-                     init_rng=torch.Generator())
-    return method, ctx
+    return method, context(job, model, optimizer)
+
+
+def context(job, model, optimizer) -> RunContext:
+    return RunContext(spec=job, model=model, optimizer=optimizer, splits=load_dataset(job.data, seed=job.seed),
+                      device=torch.device("cpu"), input_shape=(1, 8, 8), shuffle_rng=torch.Generator(),
+                      augment_rng=None, init_rng=torch.Generator())
 
 
 def set_gamma(ctx: RunContext, unit: str, unselected: list[int]) -> None:
@@ -71,7 +75,7 @@ def test_exactly_the_filters_gamma_did_not_select_are_removed_with_their_trained
     assert type(ctx.optimizer) is torch.optim.SGD
     assert {(g["momentum"], g["weight_decay"]) for g in ctx.optimizer.param_groups} == {(0.9, 1e-4)}
     assert not ctx.optimizer.state
-    assert method.state_dict() == {"pruned": True}
+    assert method.state_dict()["pruned"] is True
 
 
 def test_a_unit_gamma_left_empty_keeps_the_channel_nearest_to_selection() -> None:
@@ -94,9 +98,7 @@ def test_a_network_never_stepped_keeps_one_channel_per_unit() -> None:
     method = METHODS["dessilbi_prune"](job)
     model = build_model(job.model)
     optimizer = method.build_optimizer(model.param_groups())
-    ctx = RunContext(spec=job, model=model, optimizer=optimizer, splits=None, device=torch.device("cpu"),
-                     input_shape=(1, 8, 8), shuffle_rng=torch.Generator(), augment_rng=None,
-                     init_rng=torch.Generator())
+    ctx = context(job, model, optimizer)
     changes = method.after_epoch(ctx, method.train_epochs - 1, 0.0)
     assert changes[0].units == {"conv1": (6, 1), "conv2": (5, 1)}
     assert model(torch.randn(2, 1, 8, 8)).shape == (2, 3)
@@ -170,6 +172,11 @@ def test_phases_lr_and_the_prune_event() -> None:
     # What the last DessiLBI epoch counted as selected is what stays.
     assert event["units"] == {u["name"]: [u["width"], u["selected"]] for u in last if u["selected"] < u["width"]}
     assert result["final"]["widths"] == {u["name"]: max(u["selected"], 1) for u in last}
+    # The Γ-support network is measured while DessiLBI trains; the result keeps the one that was pruned.
+    support = [r["support_val_accuracy"] for r in result["history"]]
+    assert all(0.0 <= a <= 1.0 for a in support[:3]) and support[3:] == [None, None]
+    assert result["final"]["support_val_accuracy"] == support[2]
+    assert 0.0 <= result["final"]["support_test_accuracy"] <= 1.0
 
 
 def test_a_short_run_on_digits_ends_smaller_than_the_dense_network() -> None:
