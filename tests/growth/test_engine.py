@@ -171,6 +171,7 @@ def test_resume_from_checkpoint_gives_the_same_history(tmp_path, method):
     assert [{k: v for k, v in row.items() if k not in drop} for row in resumed["history"]] == \
         [{k: v for k, v in row.items() if k not in drop} for row in full["history"]]
     assert resumed["final"]["test_accuracy"] == full["final"]["test_accuracy"]
+    assert resumed["final"]["support_test_accuracy"] == full["final"]["support_test_accuracy"]
     full_weights = torch.load(full["weights"], weights_only=True)
     resumed_weights = torch.load(resumed["weights"], weights_only=True)
     assert full_weights.keys() == resumed_weights.keys()
