@@ -107,6 +107,29 @@ def history(
     return list(rows.values())
 
 
+def job_result(session: Session, job: Job) -> dict[str, Any]:
+    """A succeeded job's result JSON as ``growth.run`` returned it on the worker, ``history`` in its place again.
+
+    The worker stores the result without its history (``worker.store.jobs.finish_job``);
+    the rows come back from ``history``, in the result's own shape. ``spec``, and
+    ``init`` where the job has one, are the job's stored spec: it names uploaded
+    datasets and source jobs by id, where the worker's copy names the files it
+    read on its own disk.
+    """
+    stored = dict(job.result or {})
+    stored["spec"] = job.spec
+    if "init" in stored:
+        stored["init"] = job.spec.get("init")
+    rows = history(session, job.id)
+    document: dict[str, Any] = {}
+    for key, value in stored.items():  # the library's key order: history right after final
+        document[key] = value
+        if key == "final":
+            document["history"] = rows
+    document.setdefault("history", rows)
+    return document
+
+
 @dataclass(frozen=True)
 class StoredEvent:
     """One ``job_events`` row, as the event stream (``app.sse``) sends it."""

@@ -73,6 +73,7 @@ class JobLinks(_Response):
     retry: str
     weights: str
     onnx: str
+    result: str
 
 
 class JobProgress(_Response):
@@ -145,6 +146,27 @@ class JobHistory(_Response):
     job_id: uuid.UUID
     status: JobStatusName
     epochs: list[EpochRecord] = Field(description="In epoch order; `units` only lists the requested units.")
+
+
+class JobResult(_Response):
+    """The result JSON of ``growth.run`` and ``netgrow grow --out`` (docs/architecture.md, "Result JSON").
+
+    Besides timing, it differs from the library's only where the server cannot be the
+    same: ``spec`` (and ``init``) name uploaded datasets and source jobs by id, as the
+    job stores them; ``weights`` is the weights' download path, not a file; non-finite
+    numbers are null.
+    """
+
+    model_config = ConfigDict(extra="allow")  # methods add their own fields (group_sparsity, sensitivity)
+
+    method: str
+    spec: dict[str, Any] = Field(description="The normalised job spec, as the job stores it.")
+    final: dict[str, Any] = Field(description="Widths, params, MACs, accuracies, model spec, preprocessing.")
+    history: list[EpochRecord] = Field(description="Every epoch in order, every unit; the rows of `/history`.")
+    events: list[dict[str, Any]] = Field(description="Architecture changes: `{epoch, change, units}`.")
+    epochs: int
+    wall_seconds: FiniteFloat
+    weights: str = Field(description="Where to download the final weights (GET, safetensors).")
 
 
 class JobArchitecture(_Response):

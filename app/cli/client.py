@@ -1,6 +1,6 @@
 """Client commands: talk to a running netgrow server over HTTP.
 
-`submit`, `status`, `watch`, `history`, `cancel`, `retry` and the server half of
+`submit`, `status`, `watch`, `history`, `result`, `cancel`, `retry` and the server half of
 `compare` (job ids instead of result files). ``ApiClient`` is the one place that
 knows URLs and error bodies; `netgrow demo` drives its embedded server with it.
 """
@@ -121,6 +121,9 @@ class ApiClient:
             params["to_epoch"] = to_epoch
         return self._json(self.http.get(f"/v1/jobs/{job_id}/history", params=params))
 
+    def result(self, job_id: str) -> dict[str, Any]:
+        return self._json(self.http.get(f"/v1/jobs/{job_id}/result"))
+
     def architecture(self, job_id: str) -> dict[str, Any]:
         return self._json(self.http.get(f"/v1/jobs/{job_id}/architecture"))
 
@@ -239,13 +242,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     history.add_argument("--json", action="store_true", help="print the raw JSON")
     history.set_defaults(handler=history_command)
 
+    result = subparsers.add_parser("result", help="a succeeded job's result JSON, as `netgrow grow --out` writes it")
+    result.add_argument("job_id")
+    result.add_argument("--out", type=Path, help="where to write it (default: print it)")
+    result.set_defaults(handler=result_command)
+
     for name, handler, text in (("cancel", cancel_command, "cancel a queued or running job"),
                                 ("retry", retry_command, "re-queue a failed or canceled job (resumes)")):
         parser = subparsers.add_parser(name, help=text)
         parser.add_argument("job_id")
         parser.set_defaults(handler=handler)
 
-    for name in ("submit", "status", "watch", "history", "cancel", "retry"):
+    for name in ("submit", "status", "watch", "history", "result", "cancel", "retry"):
         add_connection_arguments(subparsers.choices[name])
 
 
@@ -319,6 +327,19 @@ def history_command(args: argparse.Namespace) -> int:
         widths = {unit["name"]: f"{unit['selected']}/{unit['width']}" for unit in row["units"]}
         print(f"| {row['epoch']} | {row['phase']} | {_fmt(row['train_loss'])} | {_fmt(row['val_accuracy'])} | "
               f"{row['params']:,} | " + " | ".join(widths.get(name, "") for name in units) + " |")
+    return 0
+
+
+@talks_to_server
+def result_command(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        text = json.dumps(client.result(args.job_id), indent=1)
+    if args.out is None:
+        print(text)
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"result written to {args.out}")
     return 0
 
 

@@ -16,6 +16,7 @@ V1_REQUESTS = [
     ("GET", "/v1/jobs/{id}"),
     ("GET", "/v1/jobs/{id}/history"),
     ("GET", "/v1/jobs/{id}/architecture"),
+    ("GET", "/v1/jobs/{id}/result"),
     ("GET", "/v1/jobs/{id}/events"),
     ("POST", "/v1/jobs/{id}/cancel"),
     ("POST", "/v1/jobs/{id}/retry"),

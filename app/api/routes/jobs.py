@@ -1,4 +1,4 @@
-"""/v1/jobs: submit, list, inspect, follow, cancel and retry growth jobs, and fetch their weights."""
+"""/v1/jobs: submit, list, inspect, follow, cancel and retry growth jobs, and fetch their results and weights."""
 from __future__ import annotations
 
 import json
@@ -34,6 +34,7 @@ from app.schemas import (
     JobPage,
     JobProgress,
     JobRead,
+    JobResult,
     JobStatusName,
     ValidationErrorBody,
     event_stream_schema,
@@ -97,7 +98,8 @@ def job_read(job: Job, request: Request) -> JobRead:
         finished_at=job.finished_at,
         links=JobLinks(self=base, history=f"{base}/history", events=f"{base}/events",
                        architecture=f"{base}/architecture", cancel=f"{base}/cancel", retry=f"{base}/retry",
-                       weights=f"{base}/artifacts/weights", onnx=f"{base}/artifacts/model.onnx"),
+                       weights=f"{base}/artifacts/weights", onnx=f"{base}/artifacts/model.onnx",
+                       result=f"{base}/result"),
     )
 
 
@@ -232,6 +234,19 @@ def read_history(
     # again would cost more than the queries (bench/api_load.py). Non-finite floats become null.
     body = {"job_id": job.id, "status": job.status, "epochs": epochs}
     return Response(to_json(body, inf_nan_mode="null"), media_type="application/json")
+
+
+@router.get("/{job_id}/result", response_model=JobResult,
+            responses=NOT_FOUND | {409: {"model": ErrorBody, "description": "The job has not succeeded."}})
+def read_result(job: OwnedJob, request: Request, session: SessionDep) -> Response:
+    """The result JSON that `growth.run` and `netgrow grow --out` give for the job's spec, once it succeeded."""
+    if job.status != JobStatus.SUCCEEDED:
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            f"job {job.id} is {job.status}; its result exists once it succeeded")
+    document = queries.job_result(session, job)
+    document["weights"] = request.app.url_path_for("download_weights", job_id=str(job.id))
+    # Serialized as read, like the history; JSON has no NaN or infinity: they become null.
+    return Response(to_json(document, inf_nan_mode="null"), media_type="application/json")
 
 
 @router.get("/{job_id}/architecture", responses=NOT_FOUND)
