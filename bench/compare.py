@@ -1,6 +1,6 @@
 """DessiLBI growth against its baselines over several seeds: Table 4/5, mean ± sd, and the growth timeline.
 
-    python bench/compare.py --dataset digits|fashion_mnist [--seeds 0,1,2] [--jobs 2] [--with-sparse]
+    python bench/compare.py --dataset digits|fashion_mnist [--seeds 0,1,2] [--jobs 2] [--with-optional]
                             [--only "grow (VGG),l1_prune"] [--out-dir bench/results] [--no-write]
 
 Runs a data set's shipped examples once per seed (a seed fixes the data split,
@@ -64,7 +64,7 @@ class Run:
 class Benchmark:
     section: str
     runs: dict[str, Run]  # label → run, the longest first (they are scheduled in this order)
-    optional: dict[str, Run]  # added by --with-sparse
+    optional: dict[str, Run]  # added by --with-optional
     description: str
     timeline: bool  # the Fashion-MNIST extras: timeline, ratios, uniformity, stop rules, targets
     time_budget_minutes: float | None = None
@@ -98,7 +98,10 @@ BENCHMARKS = {
             "grow (VGG, plateau)": Run("fashion-vgg-grow.json", {"growth": {"stop": "plateau"}}),
             "grow (VGG)": Run("fashion-vgg-grow.json"),
         },
-        optional={},
+        # The growth example's λ = 1.5 lets Γ select every filter of the dense VGG within its 15
+        # epochs, so that column removes nothing; λ = 2 is where Γ leaves filters out (on the
+        # validation split: bench/growth_trials.py examples/fashion-vgg-dessilbi-prune.json).
+        optional={"dessilbi_prune (λ = 2)": Run("fashion-vgg-dessilbi-prune.json", {"optimizer": {"lam": 2.0}})},
         description=("Within a seed every run uses the same stratified training subset of Fashion-MNIST's "
                      "60,000 training images (its validation split carved out of it), at 28×28, and is "
                      "tested on all 10,000 test images."),
@@ -301,12 +304,17 @@ def stop_rules(results: dict[str, dict[int, dict]], seeds: list[int]) -> list[st
 
 
 def command_line(args: argparse.Namespace) -> str:
-    command = f"python bench/compare.py --dataset {args.dataset}" + (" --with-sparse" if args.with_sparse else "")
+    command = f"python bench/compare.py --dataset {args.dataset}" + (" --with-optional" if args.with_optional else "")
     for flag, value, default in (("--only", args.only, None), ("--seeds", args.seeds, "0,1,2"),
                                  ("--jobs", args.jobs, 2)):
         if value != default:
             command += f' {flag} "{value}"' if flag == "--only" else f" {flag} {value}"
     return command
+
+
+def section_title(bench: Benchmark, args: argparse.Namespace) -> str:
+    """The data set's section, or one of its own for a partial run (--only), which never replaces the full one."""
+    return bench.section if not args.only else f"{bench.section}: only {args.only}"
 
 
 def section(bench: Benchmark, args: argparse.Namespace, results: dict[str, dict[int, dict]],
@@ -320,7 +328,7 @@ def section(bench: Benchmark, args: argparse.Namespace, results: dict[str, dict[
         budget = (f" The {bench.time_budget_minutes:.0f}-minute budget for the whole run is "
                   f"{'met' if within else 'MISSED'}.")
     parts = [
-        bench.section, "",
+        section_title(bench, args), "",
         f"Command: `{command_line(args)}`",
         f"(torch {torch.__version__}, {platform.processor() or platform.machine()}, {args.jobs} runs at a time "
         f"with 1 thread each, {total_seconds / 60:.1f} min for all {len(labels) * len(seeds)} runs).{budget} "
@@ -353,7 +361,7 @@ def section(bench: Benchmark, args: argparse.Namespace, results: dict[str, dict[
 def write_section(body: str, title: str) -> Path:
     path = ROOT / "BENCHMARKS.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(re.escape(title) + r".*?(?=\n## |\Z)", re.S)
+    pattern = re.compile("^" + re.escape(title) + r"$.*?(?=\n## |\Z)", re.S | re.M)
     if pattern.search(text):
         text = pattern.sub(lambda _: body.rstrip() + "\n", text)
     else:
@@ -366,7 +374,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=sorted(BENCHMARKS), default="digits")
     parser.add_argument("--only", help="comma-separated run labels (default: all of the data set's runs)")
-    parser.add_argument("--with-sparse", action="store_true", help="digits: also run RMDA and proximal SGD")
+    parser.add_argument("--with-optional", action="store_true",
+                        help="also the data set's optional runs (digits: RMDA and proximal SGD; "
+                             "fashion_mnist: dessilbi_prune at λ = 2)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once, one process and one thread each")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "bench" / "results")
@@ -375,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
 
     bench = BENCHMARKS[args.dataset]
     seeds = [int(s) for s in args.seeds.split(",")]
-    runs = dict(bench.runs, **(bench.optional if args.with_sparse else {}))
+    runs = dict(bench.runs, **(bench.optional if args.with_optional else {}))
     if args.only:
         wanted = args.only.split(",")
         unknown = [label for label in wanted if label not in runs]
@@ -407,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
     body = section(bench, args, results, seeds, total)
     print(body)
     if not args.no_write:
-        print(f"updated {write_section(body, bench.section)}")
+        print(f"updated {write_section(body, section_title(bench, args))}")
 
 
 if __name__ == "__main__":

@@ -99,3 +99,13 @@ def test_every_run_of_a_benchmark_is_a_shipped_example_of_a_registered_method(da
         spec = run.spec(seed=0)  # reads examples/<file>; a missing one raises here
         assert spec["method"] in METHODS, label
         assert spec["data"]["name"] == dataset, label
+
+
+def test_a_partial_run_writes_its_own_section_and_a_full_run_replaces_only_its_own(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    (tmp_path / "BENCHMARKS.md").write_text("# Benchmarks\n\n## Growth vs. baselines on X\n\nold full\n\n"
+                                            "## Growth vs. baselines on X: only a\n\nold partial\n\n## Other\n\nkept\n")
+    bench.write_section("## Growth vs. baselines on X\n\nnew full\n", "## Growth vs. baselines on X")
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "new full" in text and "old full" not in text
+    assert "old partial" in text and "kept" in text and text.count("new full") == 1
