@@ -342,7 +342,7 @@ def section(bench: Benchmark, args: argparse.Namespace, results: dict[str, dict[
     if bench.timeline:
         parts += [f"Mean ± sd over seeds {args.seeds}:", "", mean_sd_table(results, seeds), "",
                   f"Test accuracy per seed:", "", seed_table(results, seeds), "",
-                  "Targets (means over seeds):", "", *targets(results, seeds), ""]
+                  *(["Targets (means over seeds):", "", *targets(results, seeds), ""] if targets(results, seeds) else [])]
         if GROWN_VGG in results:
             parts += [f"Width timeline of the seed-{first} grown VGG (widths after each epoch's growth):", "",
                       width_timeline(results[GROWN_VGG][first]), "",
