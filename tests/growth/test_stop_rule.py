@@ -39,21 +39,30 @@ def _stop_epoch(spec: dict, losses: list[float], select: bool) -> int | None:
     ``select``: before every check, Γ selects every filter of every unit (all units trigger);
     otherwise Γ stays zero (no unit ever triggers).
     """
-    job = parse_spec(spec)
-    method = METHODS["grow"](job)
-    ctx = _build(job, method, None)
+    method, ctx = _grow_run(spec)
     for epoch, loss in enumerate(losses):
         assert method.schedule(epoch)[0] == "grow"
-        if select:
-            for unit in ctx.model.units():
-                for conv, _ in unit.producers:
-                    ctx.optimizer.state[conv.weight]["gamma"] = torch.ones_like(conv.weight)
-        ctx.train_loss = loss
-        method.after_epoch(ctx, epoch, 0.5)
-        ctx.history.append({"epoch": epoch, "train_loss": loss})
+        _end_epoch(method, ctx, epoch, loss, select)
         if method.finetune_start is not None:
             return method.finetune_start
     return None
+
+
+def _grow_run(spec: dict):
+    job = parse_spec(spec)
+    method = METHODS["grow"](job)
+    return method, _build(job, method, None)
+
+
+def _end_epoch(method, ctx, epoch: int, loss: float, select: bool) -> None:
+    """One epoch's end as the engine runs it: Γ set (every filter selected, or left), then the check."""
+    if select:
+        for unit in ctx.model.units():
+            for conv, _ in unit.producers:
+                ctx.optimizer.state[conv.weight]["gamma"] = torch.ones_like(conv.weight)
+    ctx.train_loss = loss
+    method.after_epoch(ctx, epoch, 0.5)
+    ctx.history.append({"epoch": epoch, "train_loss": loss})
 
 
 def _growth(**growth_fields):
@@ -73,17 +82,10 @@ def test_plateau_grows_through_checks_without_a_trigger_until_the_loss_plateaus(
 
 def test_plateau_stops_growth_that_still_triggers_and_widens_nothing_at_that_check():
     spec = _growth(stop="plateau", plateau_tol=0.01, max_width=512)
-    job = parse_spec(spec)
-    method = METHODS["grow"](job)
-    ctx = _build(job, method, None)
+    method, ctx = _grow_run(spec)
     widths = []
     for epoch, loss in enumerate(LOSSES):
-        for unit in ctx.model.units():
-            for conv, _ in unit.producers:
-                ctx.optimizer.state[conv.weight]["gamma"] = torch.ones_like(conv.weight)
-        ctx.train_loss = loss
-        method.after_epoch(ctx, epoch, 0.5)
-        ctx.history.append({"epoch": epoch, "train_loss": loss})
+        _end_epoch(method, ctx, epoch, loss, select=True)
         widths.append(ctx.model.unit("conv1").width)
         if method.finetune_start is not None:
             break
